@@ -1,0 +1,1 @@
+"""The autonomous monitor: polls the terminal, applies rules, executes command files."""
