@@ -1,0 +1,201 @@
+"""The automatic profit rules: pure functions, no I/O, the clock passed in.
+
+What "profit percent" means (the seed's number, profit / (lots x price), had no
+meaning; see seed_system.md 2.1). ``profit_basis`` chooses one of:
+
+* ``balance`` (default): ``(profit + swap) / account.balance x 100``. "2 %" is 2 % of
+  the balance, the same money on every symbol.
+* ``equity``: ``(profit + swap) / account.equity x 100``.
+* ``price_move``: how far the price moved in the position's favour, in percent of
+  the open price: ``(current - open) / open x 100`` for a buy, ``(open - current)
+  / open x 100`` for a sell. Independent of size and account.
+
+``profit`` is the terminal's floating profit in account currency; swap is added
+so that a "profit" close cannot lock in a loss hidden in swap. Commission is not
+known for an open position (MT5 books it on the deals) and is not included. A
+zero, negative or non-finite denominator gives 0.0, and :func:`evaluate` closes
+nothing on such an account (thresholds are always > 0).
+
+The rules, in this order, once per position:
+
+1. ``pct >= min_profit_percent``: close the whole position (rule ``min_profit``).
+2. else, if ``partial_close_enabled`` and ``partial_close_threshold <
+   min_profit_percent`` and ``pct >= partial_close_threshold`` and the ticket has not
+   been partially closed before (``partial_done``, kept by the monitor): close
+   ``partial_close_percent`` % of the *current* volume, rounded down to the
+   symbol's step, leaving at least ``volume_min`` (rule ``partial_close``). If no
+   valid partial volume exists (the position is at the minimum), nothing happens:
+   a partial close is never turned into a full close.
+
+With ``partial_close_threshold >= min_profit_percent`` the partial rule can never
+fire (the full close comes first); :func:`unreachable_rules` says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from fxnb.errors import ConfigError
+from fxnb.models import Account, CloseDecision, Position, Side, SymbolSpec
+from fxnb.volume import percent_of
+
+PROFIT_BASES = ("balance", "equity", "price_move")
+RULES_MODES = ("live", "dry_run", "off")
+RULE_MIN_PROFIT = "min_profit"
+RULE_PARTIAL = "partial_close"
+_IGNORED_KEYS = frozenset({"check_interval"})
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    """The ``profit_monitor`` section of config.json (defaults are the shipped config's)."""
+
+    min_profit_percent: float = 2.0
+    partial_close_enabled: bool = True
+    partial_close_threshold: float = 5.0
+    partial_close_percent: float = 50.0
+    profit_basis: str = "balance"
+    rules_mode: str = "live"
+
+    def __post_init__(self) -> None:
+        for name in ("min_profit_percent", "partial_close_threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(f"profit_monitor.{name} must be a number > 0, got {v!r}")
+        p = self.partial_close_percent
+        if isinstance(p, bool) or not isinstance(p, int | float) or not math.isfinite(p) or not 0 < p < 100:
+            raise ConfigError(f"profit_monitor.partial_close_percent must be a number > 0 and < 100 "
+                              f"(100 would be a full close), got {p!r}")
+        if not isinstance(self.partial_close_enabled, bool):
+            raise ConfigError(f"profit_monitor.partial_close_enabled must be true or false, "
+                              f"got {self.partial_close_enabled!r}")
+        if self.profit_basis not in PROFIT_BASES:
+            raise ConfigError(f"profit_monitor.profit_basis must be one of {', '.join(PROFIT_BASES)}, "
+                              f"got {self.profit_basis!r}")
+        if self.rules_mode not in RULES_MODES:
+            raise ConfigError(f"profit_monitor.rules_mode must be one of {', '.join(RULES_MODES)}, "
+                              f"got {self.rules_mode!r}")
+
+    @classmethod
+    def from_mapping(cls, section: Mapping[str, Any]) -> RuleSettings:
+        """Build from config.json's ``profit_monitor`` section. ``check_interval`` is ignored
+        (it is the monitor's); any other unknown key is a ``ConfigError`` (a typo must not
+        silently fall back to a default). Missing keys take the defaults."""
+        if not isinstance(section, Mapping):
+            raise ConfigError("profit_monitor must be an object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(section) - known - _IGNORED_KEYS)
+        if unknown:
+            raise ConfigError(f"profit_monitor: unknown key {unknown[0]!r} "
+                              f"(known: {', '.join(sorted(known))}, check_interval)")
+        return cls(**{k: v for k, v in section.items() if k in known})
+
+
+def profit_percent(position: Position, account: Account, basis: str = "balance") -> float:
+    """The position's profit in percent, per ``basis`` (see the module docstring). 0.0 if undefined."""
+    if basis == "price_move":
+        po, pc = position.price_open, position.price_current
+        if not (math.isfinite(po) and math.isfinite(pc)) or po <= 0 or pc <= 0:
+            return 0.0
+        move = pc - po if position.side == Side.BUY else po - pc
+        return move / po * 100.0
+    if basis == "balance":
+        denominator = account.balance
+    elif basis == "equity":
+        denominator = account.equity
+    else:
+        raise ValueError(f"unknown profit basis {basis!r}")
+    money = position.profit + position.swap
+    if not (math.isfinite(denominator) and math.isfinite(money)) or denominator <= 0:
+        return 0.0
+    return money / denominator * 100.0
+
+
+def unreachable_rules(settings: RuleSettings) -> list[str]:
+    """Human warnings about rules that can never fire with these settings."""
+    out: list[str] = []
+    if settings.partial_close_enabled and settings.partial_close_threshold >= settings.min_profit_percent:
+        out.append(
+            f"partial_close_threshold {settings.partial_close_threshold:g} >= min_profit_percent "
+            f"{settings.min_profit_percent:g}: the partial close can never fire because the full close "
+            f"fires first (set partial_close_threshold below min_profit_percent, or disable it)"
+        )
+    return out
+
+
+def _describe(pct: float, basis: str) -> str:
+    if basis == "price_move":
+        return f"price move {pct:.2f}% in favour"
+    return f"profit {pct:.2f}% of {basis}"
+
+
+def _account_usable(account: Account, basis: str) -> bool:
+    if basis == "balance":
+        return math.isfinite(account.balance) and account.balance > 0
+    if basis == "equity":
+        return math.isfinite(account.equity) and account.equity > 0
+    return True
+
+
+def _lots(v: float) -> str:
+    return f"{v:.8f}".rstrip("0").rstrip(".")
+
+
+def evaluate(
+    positions: Iterable[Position],
+    account: Account,
+    settings: RuleSettings,
+    *,
+    specs: Mapping[str, SymbolSpec],
+    partial_done: set[int] | frozenset[int],
+    now: datetime,
+    paused: bool = False,
+) -> list[CloseDecision]:
+    """What the rules would close now, sorted by ticket, at most one decision per ticket.
+
+    Nothing when ``rules_mode`` is ``off`` or ``paused``. ``dry_run`` returns the
+    same decisions as ``live`` (the monitor records them instead of sending).
+    Positions are skipped when their symbol has no spec (they cannot be sized),
+    their volume is not a positive number, or their ticket appears more than once
+    in ``positions`` (an inconsistent snapshot). ``now`` is accepted for
+    time-based rules and not read by the current ones.
+    """
+    del now  # no time-based rule yet
+    if settings.rules_mode == "off" or paused:
+        return []
+    basis = settings.profit_basis
+    if not _account_usable(account, basis):
+        return []
+    positions = list(positions)
+    counts = Counter(p.ticket for p in positions)
+    partial_live = (settings.partial_close_enabled
+                    and settings.partial_close_threshold < settings.min_profit_percent)
+    decisions: list[CloseDecision] = []
+    for pos in sorted(positions, key=lambda p: p.ticket):
+        spec = specs.get(pos.symbol)
+        if counts[pos.ticket] > 1 or spec is None or not math.isfinite(pos.volume) or pos.volume <= 0:
+            continue
+        pct = profit_percent(pos, account, basis)
+        what = _describe(pct, basis)
+        if pct >= settings.min_profit_percent:
+            decisions.append(CloseDecision(
+                ticket=pos.ticket, volume=pos.volume, rule=RULE_MIN_PROFIT, full=True,
+                reason=f"{what} >= {settings.min_profit_percent:.2f}%",
+            ))
+        elif partial_live and pct >= settings.partial_close_threshold and pos.ticket not in partial_done:
+            vol = percent_of(pos.volume, settings.partial_close_percent,
+                             volume_min=spec.volume_min, volume_step=spec.volume_step)
+            if vol is None or vol <= 0 or vol >= pos.volume - 1e-12:
+                continue  # no valid partial volume: never turn it into a full close
+            decisions.append(CloseDecision(
+                ticket=pos.ticket, volume=vol, rule=RULE_PARTIAL, full=False,
+                reason=(f"{what} >= partial threshold {settings.partial_close_threshold:.2f}%: "
+                        f"closing {settings.partial_close_percent:g}% "
+                        f"({_lots(vol)} of {_lots(pos.volume)} lots)"),
+            ))
+    return decisions
