@@ -90,7 +90,9 @@ FIELDS = {
         "action magic order symbol volume price stoplimit sl tp deviation type type_filling type_time "
         "expiration comment position position_by"
     ),
-    "OrderSendResult": ("retcode deal order volume price bid ask comment request_id retcode_external request"),
+    "OrderSendResult": (
+        "retcode deal order volume price bid ask comment request_id retcode_external request"
+    ),
     "OrderCheckResult": ("retcode balance equity profit margin margin_free margin_level comment request"),
     "Tick": ("time bid ask last volume time_msc flags volume_real"),
     "AccountInfo": (

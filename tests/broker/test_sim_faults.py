@@ -222,7 +222,9 @@ def test_injected_disconnect_window(tmp_path: Path) -> None:
 def test_injected_disconnects_are_seeded(tmp_path: Path) -> None:
     def pattern(sub: str, seed: int) -> list[bool]:
         clock = Clock()
-        mt5 = _terminal(tmp_path / sub, clock, seed=seed, faults={"disconnect_rate": 0.3, "disconnect_seconds": 1.0})
+        mt5 = _terminal(
+            tmp_path / sub, clock, seed=seed, faults={"disconnect_rate": 0.3, "disconnect_seconds": 1.0}
+        )
         out = []
         try:
             for _ in range(40):
@@ -304,7 +306,9 @@ def test_invalid_control_file_keeps_the_last_good_state(mt5: SimTerminal) -> Non
 
 def test_control_written_before_start_applies_to_seeded_positions(tmp_path: Path) -> None:
     write_control(tmp_path / "sim_terminal.db", prices={"EURUSD": 1.25})
-    mt5 = _terminal(tmp_path, positions={"count": 0, "list": [{"symbol": "EURUSD", "type": "buy", "volume": 0.1}]})
+    mt5 = _terminal(
+        tmp_path, positions={"count": 0, "list": [{"symbol": "EURUSD", "type": "buy", "volume": 0.1}]}
+    )
     try:
         (p,) = mt5.positions_get()
         assert p.price_open == 1.2501 and p.price_current == 1.25

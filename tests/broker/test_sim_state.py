@@ -64,7 +64,10 @@ def close(mt5: SimTerminal, ticket: int, volume: float | None = None):
 
 
 def _book(mt5: SimTerminal) -> list[tuple[object, ...]]:
-    return [(p.ticket, p.identifier, p.symbol, p.type, p.volume, p.price_open, p.time_msc) for p in mt5.positions_get()]
+    return [
+        (p.ticket, p.identifier, p.symbol, p.type, p.volume, p.price_open, p.time_msc)
+        for p in mt5.positions_get()
+    ]
 
 
 # ---------------------------------------------------------------- persistence
@@ -100,7 +103,9 @@ def test_state_survives_a_restart_without_reseeding(tmp_path: Path) -> None:
                 "deviation": 1000,
             }
         )
-        assert again_close.retcode == C.TRADE_RETCODE_POSITION_CLOSED  # a known ticket, closed before the restart
+        assert (
+            again_close.retcode == C.TRADE_RETCODE_POSITION_CLOSED
+        )  # a known ticket, closed before the restart
     finally:
         b.close()
     assert (tmp_path / "sim_terminal.db").exists()
@@ -170,7 +175,9 @@ def test_timing_sanity_print(tmp_path: Path) -> None:
         assert acct.profit == pytest.approx(sum(p.profit for p in positions), abs=1e-6)
         t0 = time.perf_counter()
         for p in positions[:1000]:
-            filling = C.ORDER_FILLING_FOK if p.symbol in ("EURUSD", "USDJPY", "EURJPY") else C.ORDER_FILLING_IOC
+            filling = (
+                C.ORDER_FILLING_FOK if p.symbol in ("EURUSD", "USDJPY", "EURJPY") else C.ORDER_FILLING_IOC
+            )
             r = mt5.order_send(
                 {
                     "action": 1,
@@ -288,7 +295,9 @@ def test_history_times_are_server_time(tmp_path: Path) -> None:
         utc_now = datetime.now(UTC)
         # the classic bug: "now" in UTC as date_to misses the deals of the last server_offset hours
         assert mt5.history_deals_get(utc_now - timedelta(days=1), utc_now, group="EURUSD") == ()
-        found = mt5.history_deals_get(utc_now - timedelta(days=1), utc_now + timedelta(days=1), group="EURUSD")
+        found = mt5.history_deals_get(
+            utc_now - timedelta(days=1), utc_now + timedelta(days=1), group="EURUSD"
+        )
         assert [d.order for d in found] == [r.order]
         naive_server_now = (utc_now + timedelta(hours=2)).replace(tzinfo=None) + timedelta(seconds=5)
         assert len(mt5.history_deals_get(naive_server_now - timedelta(hours=1), naive_server_now)) == 1

@@ -3,7 +3,12 @@
 The default broker everywhere (the official package is Windows-only). A
 ``SimTerminal`` instance is module-shaped: use it where ``import MetaTrader5 as
 mt5`` would be used. State persists in a SQLite file; ``write_control`` flips the
-running terminal from outside (disconnect, Algo Trading, market hours, prices).
+running terminal from outside (disconnect, Algo Trading, market hours, prices)::
+
+    mt5 = create_terminal(SimSettings.from_mapping(config["broker"]["sim"], workspace))
+    mt5.initialize()
+    mt5.positions_get(symbol="EURUSD")
+    write_control(mt5.state_file, prices={"EURUSD": 1.1})  # as if from the terminal's GUI
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import constants as C
 from .structs import TradeDeal, TradeOrder
 
 
@@ -48,6 +49,61 @@ class Account:
     next_order: int
     next_deal: int
     created: float  # wall-clock epoch of the state's creation (origin of the price walk)
+
+
+def deal_record(
+    *,
+    ticket: int,
+    order: int,
+    time_msc: int,
+    type: int,
+    entry: int,
+    magic: int,
+    position_id: int,
+    reason: int,
+    volume: float,
+    price: float,
+    symbol: str,
+    comment: str,
+    commission: float = 0.0,
+    profit: float = 0.0,
+) -> TradeDeal:
+    """A trade deal (swap and fee are not simulated)."""
+    return TradeDeal(
+        ticket=ticket, order=order, time=time_msc // 1000, time_msc=time_msc, type=type, entry=entry,
+        magic=magic, position_id=position_id, reason=reason, volume=volume, price=price,
+        commission=commission, swap=0.0, profit=profit, fee=0.0, symbol=symbol, comment=comment,
+        external_id="",
+    )  # fmt: skip
+
+
+def filled_order(
+    *,
+    ticket: int,
+    time_msc: int,
+    type: int,
+    type_time: int,
+    type_filling: int,
+    magic: int,
+    position_id: int,
+    reason: int,
+    volume: float,
+    price: float,
+    sl: float,
+    tp: float,
+    symbol: str,
+    comment: str,
+) -> TradeOrder:
+    """The history record of a market order filled at ``price`` at once."""
+    t = time_msc // 1000
+    return TradeOrder(
+        ticket=ticket, time_setup=t, time_setup_msc=time_msc, time_done=t, time_done_msc=time_msc,
+        time_expiration=0, type=type, type_time=type_time, type_filling=type_filling,
+        state=C.ORDER_STATE_FILLED,
+        magic=magic, position_id=position_id, position_by_id=0, reason=reason, volume_initial=volume,
+        volume_current=0.0, price_open=price, sl=sl, tp=tp, price_current=price, price_stoplimit=0.0,
+        symbol=symbol, comment=comment, external_id="",
+    )  # fmt: skip
 
 
 @dataclass

@@ -127,7 +127,7 @@ class ControlWatcher:
         try:
             st = self.path.stat()
             sig = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
-        except FileNotFoundError:
+        except OSError:  # no control file (or unreadable): nothing is overridden
             sig = None
         if sig == self._sig:
             return False
@@ -135,7 +135,7 @@ class ControlWatcher:
         try:
             data = {} if sig is None else _load(self.path)
             control = Control.parse(data)
-        except (ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             log.warning("ignoring invalid control file %s: %s", self.path, exc)
             return False
         if control == self.control:

@@ -12,6 +12,10 @@ an opposite deal reduces, closes, or (when larger and no ``position`` is given)
 reverses it with one DEAL_ENTRY_INOUT deal that keeps the identifier and gives
 the position a new ticket. A partial close that would leave less than
 ``volume_min`` is refused with 10014, the policy of ``fxnb.volume``.
+
+Not simulated: pending orders (TRADE_ACTION_PENDING/MODIFY/REMOVE and
+CLOSE_BY answer 10013), SL/TP triggering (stops are validated and stored but
+never hit), swap accrual, stop-out, hedged-margin reduction.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from . import constants as C
-from .book import Book, Changes, Pos
+from .book import Book, Changes, Pos, deal_record, filled_order
 from .money import Converter, margin, profit
-from .structs import TradeDeal, TradeOrder, TradeRequest
+from .structs import TradeRequest
 from .symbols import SymbolSpec
 
 COMMENTS: dict[int, str] = {
@@ -51,6 +55,15 @@ COMMENTS: dict[int, str] = {
 
 _EPS = 1e-9
 _BUY, _SELL = C.ORDER_TYPE_BUY, C.ORDER_TYPE_SELL
+
+
+def _new_pos(plan: Plan, ticket: int, identifier: int, volume: float, reason: int, now: int) -> Pos:
+    req = plan.req
+    return Pos(
+        ticket=ticket, identifier=identifier, symbol=plan.spec.name, type=req.type, volume=volume,
+        price_open=plan.price, sl=req.sl, tp=req.tp, swap=0.0, magic=req.magic, reason=reason,
+        comment=req.comment, external_id="", time_msc=now, time_update_msc=now,
+    )  # fmt: skip
 
 
 class Rejected(Exception):
@@ -129,7 +142,9 @@ class Engine:
             raise Rejected(C.TRADE_RETCODE_INVALID)
         self._check_session(spec)
         self._check_filling(spec, req.type_filling)
-        self._check_volume(spec, req.volume, full_close=pos is not None and abs(req.volume - pos.volume) < _EPS)
+        self._check_volume(
+            spec, req.volume, full_close=pos is not None and abs(req.volume - pos.volume) < _EPS
+        )
         bid, ask = self.quote(spec.name)
         plan = Plan(req, spec, "open", bid, ask, volume=req.volume, price=ask if req.type == _BUY else bid)
         self._check_price(plan)
@@ -301,57 +316,18 @@ class Engine:
             "close": C.DEAL_ENTRY_OUT,
             "reverse": C.DEAL_ENTRY_INOUT,
         }[plan.kind]
-        req = plan.req
-        ch.deals.append(
-            TradeDeal(
-                deal,
-                order,
-                now // 1000,
-                now,
-                C.DEAL_TYPE_BUY if plan.is_buy else C.DEAL_TYPE_SELL,
-                entry,
-                req.magic,
-                identifier,
-                reason,
-                plan.volume,
-                plan.price,
-                fee,
-                0.0,
-                plan.profit,
-                0.0,
-                plan.spec.name,
-                req.comment,
-                "",
-            )
-        )
-        ch.orders.append(
-            TradeOrder(
-                order,
-                now // 1000,
-                now,
-                now // 1000,
-                now,
-                0,
-                req.type,
-                req.type_time,
-                req.type_filling,
-                C.ORDER_STATE_FILLED,
-                req.magic,
-                identifier,
-                0,
-                reason,
-                plan.volume,
-                0.0,
-                plan.price,
-                req.sl,
-                req.tp,
-                plan.price,
-                0.0,
-                plan.spec.name,
-                req.comment,
-                "",
-            )
-        )
+        req, symbol = plan.req, plan.spec.name
+        deal_type = C.DEAL_TYPE_BUY if plan.is_buy else C.DEAL_TYPE_SELL
+        ch.deals.append(deal_record(
+            ticket=deal, order=order, time_msc=now, type=deal_type, entry=entry, magic=req.magic,
+            position_id=identifier, reason=reason, volume=plan.volume, price=plan.price, symbol=symbol,
+            comment=req.comment, commission=fee, profit=plan.profit,
+        ))  # fmt: skip
+        ch.orders.append(filled_order(
+            ticket=order, time_msc=now, type=req.type, type_time=req.type_time, type_filling=req.type_filling,
+            magic=req.magic, position_id=identifier, reason=reason, volume=plan.volume, price=plan.price,
+            sl=req.sl, tp=req.tp, symbol=symbol, comment=req.comment,
+        ))  # fmt: skip
         ch.balance_delta = round(plan.profit + fee, 2)
         return ch, deal, order
 
@@ -359,25 +335,7 @@ class Engine:
         """Add the position changes to ``ch``; returns the position identifier the deal belongs to."""
         pos, req = plan.pos, plan.req
         if pos is None:  # a new position: its ticket and identifier are the order ticket
-            ch.upsert.append(
-                Pos(
-                    order,
-                    order,
-                    plan.spec.name,
-                    req.type,
-                    plan.volume,
-                    plan.price,
-                    req.sl,
-                    req.tp,
-                    0.0,
-                    req.magic,
-                    reason,
-                    req.comment,
-                    "",
-                    now,
-                    now,
-                )
-            )
+            ch.upsert.append(_new_pos(plan, order, order, plan.volume, reason, now))
             ch.tickets.append(order)
             return order
         if plan.kind == "increase":
@@ -402,23 +360,7 @@ class Engine:
         else:  # reverse: same identifier, new ticket, opposite type, the excess volume
             ch.delete.append(pos.ticket)
             ch.upsert.append(
-                Pos(
-                    order,
-                    pos.identifier,
-                    pos.symbol,
-                    req.type,
-                    round(plan.volume - pos.volume, 8),
-                    plan.price,
-                    req.sl,
-                    req.tp,
-                    0.0,
-                    req.magic,
-                    reason,
-                    req.comment,
-                    "",
-                    now,
-                    now,
-                )
+                _new_pos(plan, order, pos.identifier, round(plan.volume - pos.volume, 8), reason, now)
             )
             ch.tickets.append(order)
         return pos.identifier

@@ -38,7 +38,9 @@ class PricePath:
             return 0.0
         hour, j = divmod(step, _HOUR)
         while len(self._anchors) < hour + 2:
-            self._anchors.append(self._a * self._anchors[-1] + self._anchor_sd * self._anchor_rng.gauss(0.0, 1.0))
+            self._anchors.append(
+                self._a * self._anchors[-1] + self._anchor_sd * self._anchor_rng.gauss(0.0, 1.0)
+            )
         h0, h1 = self._anchors[hour], self._anchors[hour + 1]
         return h0 + (h1 - h0) * j / _HOUR + self._bridge(hour)[j]
 

@@ -22,7 +22,9 @@ class Converter:
     def __init__(self, specs: Mapping[str, SymbolSpec], account_currency: str, quote: Quote) -> None:
         self._quote = quote
         self.account = account_currency
-        self._pairs: dict[tuple[str, str], str] = {(s.currency_base, s.currency_profit): s.name for s in specs.values()}
+        self._pairs: dict[tuple[str, str], str] = {
+            (s.currency_base, s.currency_profit): s.name for s in specs.values()
+        }
 
     def _price(self, symbol: str, use_bid: bool, own: str, own_price: float) -> float:
         if symbol == own:
@@ -44,7 +46,9 @@ class Converter:
         if inverse is not None:
             return self._price(inverse, use_bid, own, own_price)
         if "USD" not in (ccy, to):
-            return self._factor(ccy, "USD", use_bid, own, own_price) * self._factor("USD", to, use_bid, own, own_price)
+            return self._factor(ccy, "USD", use_bid, own, own_price) * self._factor(
+                "USD", to, use_bid, own, own_price
+            )
         raise LookupError(f"no conversion path {ccy} -> {to}")
 
 
@@ -62,4 +66,6 @@ def margin(conv: Converter, spec: SymbolSpec, volume: float, leverage: int, pric
     """Forex margin: lots x contract / leverage in the margin currency, converted at bid
     (or at ``price`` when the conversion pair is the symbol itself, as order_calc_margin allows)."""
     own = spec.name if price > 0 else ""
-    return volume * spec.contract_size / max(leverage, 1) * conv.factor(spec.currency_margin, True, own, price)
+    return (
+        volume * spec.contract_size / max(leverage, 1) * conv.factor(spec.currency_margin, True, own, price)
+    )

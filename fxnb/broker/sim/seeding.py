@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import constants as C
-from .book import Book, Changes, Pos
+from .book import Book, Changes, Pos, deal_record, filled_order
 from .money import Converter
 from .settings import SimSettings
-from .structs import TradeDeal, TradeOrder
 from .symbols import SymbolSpec
 
 Quote = Callable[[str], tuple[float, float]]
@@ -67,7 +66,9 @@ def _listed(
                 symbol,
                 kind,
                 float(e.get("volume", 0.1)),
-                round(float(price), specs[symbol].digits) if price is not None else (ask if kind == 0 else bid),
+                round(float(price), specs[symbol].digits)
+                if price is not None
+                else (ask if kind == 0 else bid),
                 age_s=3600.0 * (len(entries) - i),
                 magic=int(e.get("magic", 0)),
                 comment=str(e.get("comment", "")),
@@ -93,7 +94,9 @@ def _generated(
         volume = rng.choice(_VOLUMES if spec.contract_size >= 1000 else _VOLUMES[:6])
         bid, ask = quote(spec.name)
         close = bid if kind == C.POSITION_TYPE_BUY else ask
-        per_price_unit = spec.contract_size * volume * conv.factor(spec.currency_profit, kind == 0, spec.name, close)
+        per_price_unit = (
+            spec.contract_size * volume * conv.factor(spec.currency_profit, kind == 0, spec.name, close)
+        )
         target = rng.uniform(20.0, 650.0)
         daily = spec.annual_vol / math.sqrt(252.0) * close
         offset = min(max(target / per_price_unit, 5 * spec.point), 1.5 * daily)
@@ -115,29 +118,11 @@ def initial_changes(
     ch = Changes()
     if settings.balance:
         deposit = book.take_deal_ticket(ch)
-        t = now_msc - 3 * 86400 * 1000
-        ch.deals.append(
-            TradeDeal(
-                deposit,
-                0,
-                t // 1000,
-                t,
-                C.DEAL_TYPE_BALANCE,
-                C.DEAL_ENTRY_IN,
-                0,
-                0,
-                C.DEAL_REASON_CLIENT,
-                0.0,
-                0.0,
-                0.0,
-                0.0,
-                settings.balance,
-                0.0,
-                "",
-                "Initial deposit",
-                "",
-            )
-        )
+        ch.deals.append(deal_record(
+            ticket=deposit, order=0, time_msc=now_msc - 3 * 86400 * 1000, type=C.DEAL_TYPE_BALANCE,
+            entry=C.DEAL_ENTRY_IN, magic=0, position_id=0, reason=C.DEAL_REASON_CLIENT, volume=0.0, price=0.0,
+            symbol="", comment="Initial deposit", profit=settings.balance,
+        ))  # fmt: skip
         ch.balance_delta = settings.balance
     rng = random.Random(settings.seed)
     seeds = _listed(settings.positions_list, specs, quote)
@@ -147,7 +132,9 @@ def initial_changes(
         for s in seeds:
             first.setdefault(s.symbol, s)
         if len(first) < len(seeds):
-            log.info("netting account: %d initial positions dropped (one per symbol)", len(seeds) - len(first))
+            log.info(
+                "netting account: %d initial positions dropped (one per symbol)", len(seeds) - len(first)
+            )
         seeds = list(first.values())
     for s in sorted(seeds, key=lambda s: -s.age_s):
         _open(book, ch, s, now_msc - int(s.age_s * 1000))
@@ -155,76 +142,23 @@ def initial_changes(
 
 
 def _open(book: Book, ch: Changes, s: _Seed, t: int) -> None:
+    """An opened position with its history order and IN deal, as if placed from the terminal at ``t``."""
     order = book.take_order_ticket(ch)
     deal = book.take_deal_ticket(ch)
-    reason = C.DEAL_REASON_CLIENT
-    ch.upsert.append(
-        Pos(
-            order,
-            order,
-            s.symbol,
-            s.type,
-            s.volume,
-            s.price_open,
-            s.sl,
-            s.tp,
-            0.0,
-            s.magic,
-            reason,
-            s.comment,
-            "",
-            t,
-            t,
-        )
-    )
+    reason = C.DEAL_REASON_CLIENT  # = ORDER_REASON_CLIENT = POSITION_REASON_CLIENT
+    ch.upsert.append(Pos(
+        ticket=order, identifier=order, symbol=s.symbol, type=s.type, volume=s.volume,
+        price_open=s.price_open, sl=s.sl, tp=s.tp, swap=0.0, magic=s.magic, reason=reason, comment=s.comment,
+        external_id="", time_msc=t, time_update_msc=t,
+    ))  # fmt: skip
     ch.tickets.append(order)
-    ch.orders.append(
-        TradeOrder(
-            order,
-            t // 1000,
-            t,
-            t // 1000,
-            t,
-            0,
-            s.type,
-            C.ORDER_TIME_GTC,
-            C.ORDER_FILLING_FOK,
-            C.ORDER_STATE_FILLED,
-            s.magic,
-            order,
-            0,
-            reason,
-            s.volume,
-            0.0,
-            s.price_open,
-            s.sl,
-            s.tp,
-            s.price_open,
-            0.0,
-            s.symbol,
-            s.comment,
-            "",
-        )
-    )
-    ch.deals.append(
-        TradeDeal(
-            deal,
-            order,
-            t // 1000,
-            t,
-            s.type,
-            C.DEAL_ENTRY_IN,
-            s.magic,
-            order,
-            reason,
-            s.volume,
-            s.price_open,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            s.symbol,
-            s.comment,
-            "",
-        )
-    )
+    ch.orders.append(filled_order(
+        ticket=order, time_msc=t, type=s.type, type_time=C.ORDER_TIME_GTC, type_filling=C.ORDER_FILLING_FOK,
+        magic=s.magic, position_id=order, reason=reason, volume=s.volume, price=s.price_open, sl=s.sl,
+        tp=s.tp, symbol=s.symbol, comment=s.comment,
+    ))  # fmt: skip
+    ch.deals.append(deal_record(
+        ticket=deal, order=order, time_msc=t, type=s.type, entry=C.DEAL_ENTRY_IN, magic=s.magic,
+        position_id=order, reason=reason, volume=s.volume, price=s.price_open, symbol=s.symbol,
+        comment=s.comment,
+    ))  # fmt: skip

@@ -37,7 +37,9 @@ class FaultSettings:
             reject_rate=float(section.get("reject_rate", 0.0)),
             disconnect_rate=float(section.get("disconnect_rate", 0.0)),
             disconnect_seconds=float(section.get("disconnect_seconds", 5.0)),
-            market_closed=tuple(e if isinstance(e, str) else dict(e) for e in section.get("market_closed", ()) or ()),
+            market_closed=tuple(
+                e if isinstance(e, str) else dict(e) for e in section.get("market_closed", ()) or ()
+            ),
             autotrading_disabled=bool(section.get("autotrading_disabled", False)),
             latency_ms=float(section.get("latency_ms", 0.0)),
         )

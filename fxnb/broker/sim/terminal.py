@@ -114,7 +114,9 @@ class SimTerminal:
             self._wire(book)
             self._poll_control()  # pinned prices apply to the initial positions too
             if new:
-                self._commit_changes(initial_changes(book, settings, SPECS, self._quote, self.conv, self._now_msc()))
+                self._commit_changes(
+                    initial_changes(book, settings, SPECS, self._quote, self.conv, self._now_msc())
+                )
 
     def _wire(self, book: Book) -> None:
         s = self.settings
@@ -193,7 +195,9 @@ class SimTerminal:
             raise _NO_IPC
         self._sync()
 
-    def _api(self, fail: Any, fn: Callable[..., Any], *args: Any, check: Callable[..., Any] | None = None) -> Any:
+    def _api(
+        self, fail: Any, fn: Callable[..., Any], *args: Any, check: Callable[..., Any] | None = None
+    ) -> Any:
         """Run ``fn`` as one API call. ``check`` validates the arguments first (client side, before the
         IPC session is looked at); if it returns a value, ``fn`` gets that instead of ``args``."""
         if self._latency:
@@ -455,7 +459,9 @@ class SimTerminal:
             )
         balance, equity, floating, used = self.engine.projection(plan)
         level = round(equity / used * 100.0, 2) if used else 0.0
-        return OrderCheckResult(0, balance, equity, floating, used, round(equity - used, 2), level, "Done", req)
+        return OrderCheckResult(
+            0, balance, equity, floating, used, round(equity - used, 2), level, "Done", req
+        )
 
     def _client_checks(self) -> None:
         if not self._autotrading():
@@ -480,7 +486,9 @@ class SimTerminal:
                 ch, deal, order = self.engine.changes(plan)
                 self._store.write(ch, self.book.account)
         except Rejected as r:
-            return OrderSendResult(r.retcode, 0, 0, 0.0, 0.0, 0.0, 0.0, COMMENTS.get(r.retcode, ""), 0, 0, req)
+            return OrderSendResult(
+                r.retcode, 0, 0, 0.0, 0.0, 0.0, 0.0, COMMENTS.get(r.retcode, ""), 0, 0, req
+            )
         self.book.apply(ch)
         executed = plan.kind != "sltp"  # a modification reports no deal, order, volume or prices
         return OrderSendResult(
@@ -513,7 +521,9 @@ class SimTerminal:
         position: int | None = None,
     ) -> tuple[TradeDeal, ...] | None:
         """Deals by date range (server-time bounds, inclusive), by order ticket, or by position id."""
-        return self._api(None, self._history, date_from, date_to, group, ticket, position, True, check=check_history)
+        return self._api(
+            None, self._history, date_from, date_to, group, ticket, position, True, check=check_history
+        )
 
     def history_orders_get(
         self,
@@ -524,13 +534,19 @@ class SimTerminal:
         ticket: int | None = None,
         position: int | None = None,
     ) -> tuple[TradeOrder, ...] | None:
-        return self._api(None, self._history, date_from, date_to, group, ticket, position, False, check=check_history)
+        return self._api(
+            None, self._history, date_from, date_to, group, ticket, position, False, check=check_history
+        )
 
     def history_deals_total(self, date_from: Any, date_to: Any) -> int | None:
-        return self._api(None, lambda f, t: len(self._history(f, t, None, None, None, True)), date_from, date_to)
+        return self._api(
+            None, lambda f, t: len(self._history(f, t, None, None, None, True)), date_from, date_to
+        )
 
     def history_orders_total(self, date_from: Any, date_to: Any) -> int | None:
-        return self._api(None, lambda f, t: len(self._history(f, t, None, None, None, False)), date_from, date_to)
+        return self._api(
+            None, lambda f, t: len(self._history(f, t, None, None, None, False)), date_from, date_to
+        )
 
     def _history(self, *args: Any) -> tuple[Any, ...]:
         return history(self.book, *args)
