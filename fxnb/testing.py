@@ -18,19 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fxnb.config import Config, config_from_mapping, load_config
-from fxnb.workspace import template
+from fxnb.config import Config, load_config
+from fxnb.workspace import deep_update, template
 
 FINAL = {"completed", "partially_completed", "failed", "expired", "rejected"}
-
-
-def _deep_update(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    for k, v in changes.items():
-        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
-            _deep_update(base[k], v)
-        else:
-            base[k] = v
-    return base
 
 
 def make_workspace(directory: Path, *, sim_positions: int = 12, sim_seed: int = 42, sim_frozen: bool = True,
@@ -38,21 +29,15 @@ def make_workspace(directory: Path, *, sim_positions: int = 12, sim_seed: int = 
     """``fxnb init`` with test-friendly defaults: frozen prices, a fast poll, HTTP on a free port."""
     from fxnb.workspace import init_workspace
 
-    cfg = init_workspace(directory, sim_positions=sim_positions, sim_seed=sim_seed, sim_frozen=sim_frozen,
-                         check_interval=check_interval)
-    data = json.loads(cfg.path.read_text())
-    data["http"]["port"] = 0
-    data["commands"]["rescan_interval"] = 1
-    if overrides:
-        _deep_update(data, overrides)
-    config_from_mapping(data, path=cfg.path)  # validate before writing
-    cfg.path.write_text(json.dumps(data, indent=2))
-    return load_config(cfg.path)
+    changes: dict[str, Any] = {"http": {"port": 0}, "commands": {"rescan_interval": 1}}
+    deep_update(changes, overrides or {})
+    return init_workspace(directory, sim_positions=sim_positions, sim_seed=sim_seed, sim_frozen=sim_frozen,
+                          check_interval=check_interval, overrides=changes)
 
 
 def update_config(cfg: Config, changes: Mapping[str, Any]) -> Config:
     data = json.loads(cfg.path.read_text())
-    _deep_update(data, changes)
+    deep_update(data, changes)
     cfg.path.write_text(json.dumps(data, indent=2))
     return load_config(cfg.path)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,18 @@ SIM_DEFAULTS: dict[str, Any] = {
 }
 
 
+def deep_update(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge nested ``changes`` into ``base`` in place (lists and scalars replace)."""
+    for k, v in changes.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
+            deep_update(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
 def template(*, sim_positions: int = 12, sim_seed: int = 42, sim_frozen: bool = False,
-             check_interval: float | None = None) -> dict[str, Any]:
+             check_interval: float | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config a new workspace starts with: the defaults, on the simulated terminal."""
     data = copy.deepcopy(DEFAULTS)
     sim = copy.deepcopy(SIM_DEFAULTS)
@@ -39,7 +50,7 @@ def template(*, sim_positions: int = 12, sim_seed: int = 42, sim_frozen: bool = 
     data["broker"]["sim"] = sim
     if check_interval is not None:
         data["profit_monitor"]["check_interval"] = check_interval
-    return data
+    return deep_update(data, overrides or {})
 
 
 def init_workspace(directory: Path, **options: Any) -> Config:
