@@ -1,0 +1,166 @@
+"""Command files in, operations out: claim, validate, de-duplicate, expire, execute.
+
+A mixin of ``Engine`` (kept apart so each module reads in one sitting); it
+runs on the broker thread like the rest of the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fxnb.commands import Command, is_expired, parse_command
+from fxnb.errors import BrokerError, CommandError
+from fxnb.models import CloseStatus
+from fxnb.monitor.logs import kv
+from fxnb.monitor.targets import BULK_TYPES, PAUSED_KEY, iso, select_targets
+from fxnb.storage import DuplicateCommand
+
+if TYPE_CHECKING:
+    from fxnb.monitor.engine import Engine as _Base
+else:
+    _Base = object
+
+log = logging.getLogger("fxnb.monitor")
+_iso = iso
+
+
+class CommandIntake(_Base):
+    def process_pending(self) -> int:
+        """Handle every command file present now. Returns how many were handled."""
+        handled = 0
+        pending = self.commands.pending()
+        self.health.queue_depth = len(pending)
+        for path in pending:
+            if self.process_file(path):
+                handled += 1
+        self.health.queue_depth = len(self.commands.pending()) if handled else self.health.queue_depth
+        return handled
+
+    def process_file(self, path: Path) -> bool:
+        """Claim, validate and run one file. Never raises for a bad file."""
+        now = self.clock()
+        max_bytes = self.cfg.commands.max_file_bytes
+        if self.commands.is_possibly_incomplete(path, datetime.fromtimestamp(now, UTC)):
+            return False  # a hand-written file still being saved; look again later
+        if not self.health.connected:
+            return self._expire_if_due(path, now)
+        claimed = self._claim(path, now)
+        if claimed is None:
+            return False
+        return self._run_claimed(claimed, now, max_bytes)
+
+    def _claim(self, path: Path, now: float) -> Path | None:
+        """Atomic rename into processing/; None if another claimer won (or the name is taken there)."""
+        try:
+            return self.commands.claim(path)
+        except CommandError as exc:
+            self._reject(path, str(exc), now)
+            return None
+
+    def _expire_if_due(self, path: Path, now: float) -> bool:
+        """While the terminal is away commands wait; the ones past expiry end as expired."""
+        try:
+            cmd = self._parse(self.commands.read_claimed(path, self.cfg.commands.max_file_bytes), path.name, now)
+        except (OSError, CommandError):
+            return False
+        if not is_expired(cmd, datetime.fromtimestamp(now, UTC)):
+            return False
+        claimed = self._claim(path, now)
+        if claimed is None:
+            return False
+        return self._run_claimed(claimed, now, self.cfg.commands.max_file_bytes)
+
+    def _parse(self, data: bytes, name: str, now: float) -> Command:
+        return parse_command(data, file_name=name, now=datetime.fromtimestamp(now, UTC),
+                             max_age_seconds=self.cfg.commands.max_age_seconds,
+                             max_bytes=self.cfg.commands.max_file_bytes)
+
+    def _run_claimed(self, claimed: Path, now: float, max_bytes: int) -> bool:
+        name = claimed.name
+        try:
+            cmd = self._parse(self.commands.read_claimed(claimed, max_bytes), name, now)
+        except CommandError as exc:
+            self._reject(claimed, str(exc), now)
+            return True
+        except OSError as exc:
+            self._reject(claimed, f"{name}: cannot read the file ({exc.strerror or exc})", now)
+            return True
+        if self.store.get_operation_by_command(cmd.id) is not None:
+            self._reject(claimed, f"{name}: duplicate command id {cmd.id!r}: it was already received; "
+                                  "not executed again", now, duplicate_of=cmd.id)
+            return True
+        try:
+            op_id = self._create(cmd, now)
+        except DuplicateCommand:
+            self._reject(claimed, f"{name}: duplicate command id {cmd.id!r}", now, duplicate_of=cmd.id)
+            return True
+        if is_expired(cmd, datetime.fromtimestamp(now, UTC)):
+            msg = f"expired at {cmd.expires_at.isoformat()} before it could run; nothing was closed"
+            self.store.finish_operation(op_id, "expired", finished_at=_iso(now), error_message=msg)
+            self.commands.fail(claimed, msg)
+            log.info(kv("command", id=cmd.id, type=cmd.type, status="expired"))
+            return True
+        self._execute_command(op_id, cmd)
+        self.commands.complete(claimed)
+        return True
+
+    def _create(self, cmd: Command, now: float) -> int:
+        params = {k: v for k, v in {"ticket": cmd.ticket, "volume": cmd.volume, "percent": cmd.percent,
+                                    "symbol": cmd.symbol, "magic": cmd.magic, "side": cmd.side}.items()
+                  if v is not None}
+        return self.store.create_operation(
+            cmd.id, cmd.type, source="operator", requested_by=cmd.requested_by or "operator", params=params,
+            timestamp=cmd.timestamp.isoformat(), created_at=_iso(now),
+            expires_at=cmd.expires_at.isoformat() if cmd.expires_at else None, file_name=cmd.file_name,
+        )
+
+    def _reject(self, claimed: Path, reason: str, now: float, *, duplicate_of: str | None = None) -> None:
+        """Malformed or duplicate: to commands/errors/ with the reason, and a final 'rejected' row."""
+        self.commands.fail(claimed, reason)
+        self.store.reject_operation(
+            None, error_message=reason, operation_type="invalid", requested_by="unknown",
+            params={"duplicate_of": duplicate_of} if duplicate_of else None, file_name=claimed.name, at=now,
+        )
+        self.store.event("warning", "command_rejected", reason, {"file": claimed.name})
+        log.warning(kv("command", file=claimed.name, status="rejected", reason=reason))
+
+    def _execute_command(self, op_id: int, cmd: Command) -> None:
+        now = self.clock()
+        if cmd.type in ("pause_rules", "resume_rules"):
+            paused = cmd.type == "pause_rules"
+            self.store.set_rule_state(PAUSED_KEY, paused)
+            self.store.claim_operation(op_id, target_tickets=[], claimed_at=_iso(now))
+            self.store.finish_operation(op_id, "completed", finished_at=_iso(self.clock()))
+            self.store.event("info", "rules_paused" if paused else "rules_resumed",
+                             f"rules {'paused' if paused else 'resumed'} by {cmd.requested_by or 'operator'}")
+            log.info(kv("command", id=cmd.id, type=cmd.type, status="completed"))
+            return
+        if cmd.type in BULK_TYPES:
+            try:
+                snap = self.broker.snapshot()
+            except BrokerError as exc:
+                msg = f"could not read open positions, nothing was closed: {exc}"
+                self.store.claim_operation(op_id, target_tickets=[], claimed_at=_iso(now))
+                self.store.finish_operation(op_id, "failed", finished_at=_iso(self.clock()), error_message=msg)
+                log.error(kv("command", id=cmd.id, type=cmd.type, status="failed", error=msg))
+                return
+            targets = select_targets(cmd, snap.positions)
+        else:
+            assert cmd.ticket is not None
+            targets = [cmd.ticket]
+        self.store.claim_operation(op_id, target_tickets=targets, claimed_at=_iso(now))
+        results = self._close_tickets(op_id, targets, volume=cmd.volume, percent=cmd.percent, reason="command")
+        status = self._final_status(results, single=cmd.type in ("single", "partial"))
+        error = None
+        if status != "completed":
+            bad = [r for r in results if r.status not in (CloseStatus.CLOSED,)]
+            error = "; ".join(f"{r.ticket}: {r.message or r.status.value}" for r in bad[:5])
+        self.store.finish_operation(op_id, status, finished_at=_iso(self.clock()), error_message=error)
+        log.info(kv("command", id=cmd.id, type=cmd.type, targets=len(targets), status=status,
+                    closed=sum(r.status == CloseStatus.CLOSED for r in results), error=error))
+        if status in ("failed", "partially_completed"):
+            self.store.event("error", "command_failed", f"command {cmd.id} ({cmd.type}) {status}: {error}",
+                             {"command_id": cmd.id})
