@@ -21,14 +21,33 @@ from fxnb.errors import FxnbError
 FINAL = {"completed", "partially_completed", "failed", "expired", "rejected"}
 
 
+class FxnbClickError(click.ClickException):
+    """One line on stderr; the exit code says what kind of failure (systemd uses it)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+EXIT_CONFIG = 2  # bad configuration: a restart will not help
+EXIT_ALREADY_RUNNING = 3  # another monitor holds the workspace
+
+
 class _Group(click.Group):
-    """Turns fxnb's own errors into one clear line and exit code 2."""
+    """Turns fxnb's own errors into one clear line and a meaningful exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from fxnb.errors import ConfigError
+        from fxnb.monitor.lock import AlreadyRunning
+
         try:
             return super().invoke(ctx)
+        except ConfigError as exc:
+            raise FxnbClickError(str(exc), EXIT_CONFIG) from None
+        except AlreadyRunning as exc:
+            raise FxnbClickError(str(exc), EXIT_ALREADY_RUNNING) from None
         except FxnbError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise FxnbClickError(str(exc), 1) from None
 
 
 def _config_option(fn: Any) -> Any:
