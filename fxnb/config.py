@@ -10,57 +10,19 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fxnb.configspec import Bool, Choice, Free, Num, Str, check_value, type_name
 from fxnb.credentials import Credentials, load_credentials
 from fxnb.errors import ConfigError
 
 CONFIG_ENV = "FXNB_CONFIG"
 SECRET_KEYS = {"password", "login", "server", "token", "secret", "api_key"}
 
-
-@dataclass(frozen=True)
-class Num:
-    """A number in ``[lo, hi]``; ``integer`` refuses fractions."""
-
-    lo: float = -math.inf
-    hi: float = math.inf
-    integer: bool = False
-    lo_open: bool = False
-
-
-@dataclass(frozen=True)
-class Choice:
-    options: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Str:
-    nullable: bool = False
-    max_len: int = 256
-
-
-@dataclass(frozen=True)
-class Bool:
-    pass
-
-
-@dataclass(frozen=True)
-class StrList:
-    pass
-
-
-@dataclass(frozen=True)
-class Free:
-    """A value validated by its owner (e.g. the simulator's position list)."""
-
-
-Spec = Num | Choice | Str | Bool | StrList | Free | dict
 
 # The schema: section -> key -> spec, and the defaults (equal to the committed config.json).
 SCHEMA: dict[str, Any] = {
@@ -251,49 +213,9 @@ def sanitize(value: Any) -> Any:
     return value
 
 
-def _type_name(value: Any) -> str:
-    return {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def _check(key: str, spec: Spec, value: Any) -> Any:
-    """Validate one value; return it normalised or raise ConfigError naming ``key``."""
-    if isinstance(spec, Free):
-        return value
-    if isinstance(spec, Bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {_type_name(value)} {value!r}")
-        return value
-    if isinstance(spec, Num):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {_type_name(value)} {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
-        if spec.integer and value != int(value):
-            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
-        too_low = value <= spec.lo if spec.lo_open else value < spec.lo
-        if too_low or value > spec.hi:
-            lo = f"> {spec.lo:g}" if spec.lo_open else f">= {spec.lo:g}"
-            raise ConfigError(f"{key}: {value!r} is out of range (must be {lo} and <= {spec.hi:g})")
-        return int(value) if spec.integer else value
-    if isinstance(spec, Choice):
-        if value not in spec.options:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(spec.options)}")
-        return value
-    if isinstance(spec, Str):
-        if value is None and spec.nullable:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"{key}: expected a non-empty string, got {_type_name(value)} {value!r}")
-        if len(value) > spec.max_len:
-            raise ConfigError(f"{key}: longer than {spec.max_len} characters")
-        return value
-    raise AssertionError(spec)  # pragma: no cover
-
-
 def _merge(prefix: str, schema: Mapping[str, Any], defaults: Mapping[str, Any], given: Any) -> dict[str, Any]:
     if not isinstance(given, Mapping):
-        raise ConfigError(f"{prefix or 'config'}: expected a JSON object, got {_type_name(given)}")
+        raise ConfigError(f"{prefix or 'config'}: expected a JSON object, got {type_name(given)}")
     out: dict[str, Any] = {}
     for key in given:
         if key not in schema:
@@ -310,7 +232,7 @@ def _merge(prefix: str, schema: Mapping[str, Any], defaults: Mapping[str, Any], 
         if isinstance(spec, dict):
             out[key] = _merge(where, spec, default or {}, given.get(key, {}))
         elif key in given:
-            out[key] = _check(where, spec, given[key])
+            out[key] = check_value(where, spec, given[key])
         elif default is not None or (isinstance(spec, Str) and spec.nullable):
             out[key] = default
         elif isinstance(defaults, Mapping) and key not in defaults and prefix.startswith("broker.sim"):

@@ -19,5 +19,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason="real-terminal test: opt in with --mt5")
     for item in items:
-        if "mt5" in item.keywords:
+        if item.get_closest_marker("mt5") is not None:
             item.add_marker(skip)

@@ -255,6 +255,7 @@ class PositionsPanel(Panel):
 
     _pending_ticket: int | None = None
     _pending_kind: str = ""
+    _pending_amount: tuple[str, float] = ("percent", 0.0)
 
     def select(self, ticket: int) -> None:
         """Choose ``ticket`` (it must be on the current page), as picking it in the dropdown does."""
@@ -289,7 +290,8 @@ class PositionsPanel(Panel):
             return
         self._pending_ticket, self._pending_kind = pos["ticket"], "single"
         self.message.clear()
-        self.confirm.ask(self._preview(pos), self._send_pending)
+        ticket = pos["ticket"]
+        self.confirm.ask(self._preview(pos), lambda: self._send(ticket, "single", None))
 
     @guarded
     def _ask_partial(self, _button: w.Button | None = None) -> None:
@@ -309,7 +311,8 @@ class PositionsPanel(Panel):
         self._pending_ticket, self._pending_kind = pos["ticket"], "partial"
         self._pending_amount = (self.partial_mode.value, amount)
         self.message.clear()
-        self.confirm.ask(self._preview(pos), self._send_pending)
+        ticket, spec = pos["ticket"], self._pending_amount
+        self.confirm.ask(self._preview(pos), lambda: self._send(ticket, "partial", spec))
 
     def _preview(self, pos: dict[str, Any]) -> str:
         cur = self.console.currency
@@ -337,16 +340,13 @@ class PositionsPanel(Panel):
             self.confirm.update_preview(self._preview(pos), can_confirm=True)
 
     @guarded
-    def _send_pending(self) -> None:
-        ticket, kind = self._pending_ticket, self._pending_kind
+    def _send(self, ticket: int, kind: str, spec: tuple[str, float] | None) -> None:
         self._pending_ticket = None
-        if ticket is None:
-            return
-        if kind == "single":
+        if kind == "single" or spec is None:
             cmd = self.console.send("single", ticket=ticket)
             self.message.ok(f"queued: close {ticket} (command {cmd.id})")
             return
-        mode, amount = self._pending_amount
+        mode, amount = spec
         if mode == "percent":
             cmd = self.console.send("partial", ticket=ticket, percent=amount)
         else:
