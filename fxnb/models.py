@@ -7,10 +7,10 @@ monitor only ever see these. Frozen, so a snapshot cannot change under a rule.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Side(str, Enum):
+class Side(StrEnum):
     """Direction of a position (``POSITION_TYPE_BUY`` = 0, ``POSITION_TYPE_SELL`` = 1)."""
 
     BUY = "buy"
@@ -76,6 +76,8 @@ class SymbolSpec:
     spread: int = 0
     bid: float = 0.0
     ask: float = 0.0
+    stops_level: int = 0  # minimum SL/TP distance from price, in points
+    freeze_level: int = 0  # no modification within this many points of price
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class Snapshot:
     taken_at: float
 
 
-class CloseStatus(str, Enum):
+class CloseStatus(StrEnum):
     """Outcome of closing (part of) one ticket."""
 
     CLOSED = "closed"  # the requested volume is closed

@@ -23,6 +23,7 @@ Rules this module keeps (``mt5_api.md`` §1, §4, §5; the seed system's §5C):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -446,9 +447,20 @@ class Broker:
             spread=int(info.spread),
             bid=float(info.bid),
             ask=float(info.ask),
+            stops_level=int(info.trade_stops_level),
+            freeze_level=int(info.trade_freeze_level),
         )
         self._specs[name] = spec
         return spec
+
+    def market(self, name: str) -> SymbolSpec:
+        """``symbol(name)`` with a fresh bid, ask and spread (guards need the current spread)."""
+        spec = self.symbol(name)
+        with self._lock:
+            tick = self._tick(name)
+        bid, ask = float(tick.bid), float(tick.ask)
+        spread = round((ask - bid) / spec.point) if spec.point > 0 else spec.spread
+        return dataclasses.replace(spec, bid=bid, ask=ask, spread=int(spread))
 
     def _tick(self, name: str) -> Any:
         return self._read_one(f"symbol_info_tick({name!r})", "symbol_info_tick", name)

@@ -110,10 +110,14 @@ class Panel(w.VBox):
         """Clock-driven update (ages, expiry); default: nothing."""
 
     def live(self, period: float = 1.0, key: str | None = None) -> Any:
-        """Refresh this panel on its own, about every ``period`` seconds (see :func:`fxnb.widgets.live`)."""
+        """Refresh this panel on its own, about every ``period`` seconds (see :func:`fxnb.widgets.live`).
+
+        The task is registered under ``key`` (default: the class name), so re-running
+        the cell replaces the previous loop; pass distinct keys for two live panels of one class.
+        """
         from fxnb.widgets.live import live
 
-        return live(self, period=period, key=key or f"panel-{type(self).__name__}-{id(self)}")
+        return live(self, period=period, key=key or f"panel-{type(self).__name__}")
 
 
 class ConfirmBar(w.VBox):
