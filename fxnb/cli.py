@@ -174,6 +174,15 @@ def rules(action: str, wait: bool, timeout: float, config_path: Path | None) -> 
     _drop(config_path, f"{action}_rules", wait=wait, timeout=timeout)
 
 
+@cli.command()
+@click.option("--wait", is_flag=True, help="Wait for the result; exit 1 unless the book ended flat.")
+@click.option("--timeout", type=float, default=180.0, show_default=True)
+@_config_option
+def flatten(wait: bool, timeout: float, config_path: Path | None) -> None:
+    """Pause the rules, close everything, cancel pending orders, and report the book flat."""
+    _drop(config_path, "flatten", wait=wait, timeout=timeout)
+
+
 def _drop(config_path: Path | None, cmd_type: str, *, wait: bool, timeout: float, **fields: Any) -> None:
     from fxnb.commands import CommandDir
 
@@ -227,8 +236,8 @@ def status(as_json: bool, config_path: Path | None) -> None:
     click.echo(f"monitor: {health}  state {mon.get('state')}  last poll {mon.get('last_poll_at')}  "
                f"rules {mon.get('rules_mode')}{' (paused)' if mon.get('rules_paused') else ''}")
     if a:
-        click.echo(f"account: {a.get('currency')}  balance {a.get('balance', 0):,.2f}  equity {a.get('equity', 0):,.2f}  "
-                   f"floating {a.get('net_profit', 0):+,.2f}")
+        click.echo(f"account: {a.get('currency')}  balance {a.get('balance', 0):,.2f}  "
+                   f"equity {a.get('equity', 0):,.2f}  floating {a.get('net_profit', 0):+,.2f}")
     _print_positions(st["positions"])
 
 

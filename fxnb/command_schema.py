@@ -56,6 +56,7 @@ class CommandType(StrEnum):
     PARTIAL = "partial"  # close part of one ticket (volume lots or percent %)
     PAUSE_RULES = "pause_rules"  # stop the automatic profit rules (commands still run)
     RESUME_RULES = "resume_rules"
+    FLATTEN = "flatten"  # pause the rules, close everything, cancel pending orders, verify the book is flat
 
     @property
     def is_bulk(self) -> bool:

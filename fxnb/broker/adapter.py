@@ -502,6 +502,24 @@ class Broker:
         with self._trade_lock:
             return _CloseJob(self, int(ticket), volume, comment).run()
 
+    def pending_orders(self) -> tuple[int, ...]:
+        """Tickets of the active pending orders (flatten cancels them). Raises on a failed read."""
+        with self._lock:
+            raw = self._read_many("orders_get()", "orders_get")
+        return tuple(sorted(int(o.ticket) for o in raw))
+
+    def cancel_order(self, ticket: int) -> ModifyResult:
+        """Remove a pending order (``TRADE_ACTION_REMOVE``). Never retried blindly: the result says what happened."""
+        with self._trade_lock:
+            request = {"action": self._const("TRADE_ACTION_REMOVE"), "order": int(ticket)}
+            result, err = self._call("order_send", request)
+        if result is None:
+            code, text = err or (rc.RES_E_FAIL, "order_send returned None")
+            return ModifyResult(int(ticket), False, 0.0, 0.0, code, f"order_send returned None: {text}", 1)
+        code = int(result.retcode)
+        ok = rc.classify(code) is rc.RetcodeClass.OK
+        return ModifyResult(int(ticket), ok, 0.0, 0.0, code, rc.describe(code, str(result.comment)), 1)
+
     def modify_sltp(self, ticket: int, *, sl: float, tp: float, comment: str | None = None) -> ModifyResult:
         """Set a position's stop loss / take profit (0.0 removes one). Retries RETRY codes only."""
         with self._trade_lock:

@@ -245,6 +245,47 @@ class Engine(CommandIntake, Reconciler):
             return CloseResult(ticket=ticket, status=CloseStatus.FAILED, requested_volume=volume or 0.0,
                                retcode=exc.code, message=str(exc))
 
+    def flatten(self, op_id: int, *, requested_by: str) -> str:
+        """Pause the rules, close everything, cancel pending orders, then check the book really is flat."""
+        now = self.clock()
+        self.store.set_rule_state(PAUSED_KEY, True)
+        self.store.event("warning", "rules_paused", f"rules paused by flatten ({requested_by})")
+        try:
+            snap = self.broker.snapshot()
+        except BrokerError as exc:
+            msg = f"could not read open positions, nothing was closed (rules are paused): {exc}"
+            self.store.claim_operation(op_id, target_tickets=[], claimed_at=iso(now))
+            self.store.finish_operation(op_id, "failed", finished_at=iso(self.clock()), error_message=msg)
+            return "failed"
+        targets = sorted(p.ticket for p in snap.positions)
+        self.store.claim_operation(op_id, target_tickets=targets, claimed_at=iso(now))
+        results = self._close_tickets(op_id, targets, reason="command")
+        problems = [f"{r.ticket}: {r.message or r.status.value}" for r in results
+                    if r.status not in (CloseStatus.CLOSED, CloseStatus.ALREADY_CLOSED)]
+        try:
+            for order in self.broker.pending_orders():
+                res = self.broker.cancel_order(order)
+                if not res.ok:
+                    problems.append(f"order {order}: {res.message}")
+            left = self.broker.positions()
+            orders_left = self.broker.pending_orders()
+        except BrokerError as exc:
+            problems.append(f"could not verify the book: {exc}")
+            left, orders_left = (), ()
+        if left:
+            problems.append(f"{len(left)} position(s) still open: {', '.join(str(p.ticket) for p in left[:10])}")
+        if orders_left:
+            problems.append(f"{len(orders_left)} pending order(s) left")
+        closed_any = any(r.status in (CloseStatus.CLOSED, CloseStatus.PARTIAL) for r in results)
+        status = "completed" if not problems else ("partially_completed" if closed_any else "failed")
+        summary = "book flat: 0 open positions, 0 pending orders" if not problems else "; ".join(problems[:8])
+        self.store.finish_operation(op_id, status, finished_at=iso(self.clock()),
+                                    error_message=None if status == "completed" else summary)
+        self.store.event("warning" if problems else "info", "flattened", f"flatten by {requested_by}: {summary}",
+                         {"closed": sum(r.status == CloseStatus.CLOSED for r in results), "status": status})
+        log.info(kv("flatten", requested_by=requested_by, targets=len(targets), status=status, summary=summary))
+        return status
+
     @staticmethod
     def _final_status(results: list[CloseResult], *, single: bool = False) -> str:
         if not results:

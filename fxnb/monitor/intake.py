@@ -138,6 +138,9 @@ class CommandIntake(_Base):
                              f"rules {'paused' if paused else 'resumed'} by {cmd.requested_by or 'operator'}")
             log.info(kv("command", id=cmd.id, type=cmd.type, status="completed"))
             return
+        if cmd.type == "flatten":
+            self.flatten(op_id, requested_by=cmd.requested_by or "operator")
+            return
         if cmd.type in BULK_TYPES:
             try:
                 snap = self.broker.snapshot()

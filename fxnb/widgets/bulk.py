@@ -91,7 +91,7 @@ class BulkActionsPanel(Panel):
         self.pending_type = cmd_type
         html, targets = self._preview_html()
         filters = dict(self._filters)
-        self.confirm.ask(html, lambda: self._send(cmd_type, filters), can_confirm=bool(targets))
+        self.confirm.ask(html, lambda: self._write_command(cmd_type, filters), can_confirm=bool(targets))
 
     def _on_filter(self, _change: dict[str, Any]) -> None:
         if self.pending_type:  # changing a filter while a preview is open: preview the new filter
@@ -135,7 +135,7 @@ class BulkActionsPanel(Panel):
         return f"<div>{head}</div>{body}{stale}", targets
 
     @guarded
-    def _send(self, cmd_type: str, filters: dict[str, Any]) -> None:
+    def _write_command(self, cmd_type: str, filters: dict[str, Any]) -> None:
         fields = {k: v for k, v in filters.items() if v}
         cmd = self.console.send(cmd_type, **fields)
         scope = " ".join(str(v) for v in fields.values())

@@ -291,7 +291,7 @@ class PositionsPanel(Panel):
         self._pending_ticket, self._pending_kind = pos["ticket"], "single"
         self.message.clear()
         ticket = pos["ticket"]
-        self.confirm.ask(self._preview(pos), lambda: self._send(ticket, "single", None))
+        self.confirm.ask(self._preview(pos), lambda: self._write_command(ticket, "single", None))
 
     @guarded
     def _ask_partial(self, _button: w.Button | None = None) -> None:
@@ -312,7 +312,7 @@ class PositionsPanel(Panel):
         self._pending_amount = (self.partial_mode.value, amount)
         self.message.clear()
         ticket, spec = pos["ticket"], self._pending_amount
-        self.confirm.ask(self._preview(pos), lambda: self._send(ticket, "partial", spec))
+        self.confirm.ask(self._preview(pos), lambda: self._write_command(ticket, "partial", spec))
 
     def _preview(self, pos: dict[str, Any]) -> str:
         cur = self.console.currency
@@ -340,7 +340,7 @@ class PositionsPanel(Panel):
             self.confirm.update_preview(self._preview(pos), can_confirm=True)
 
     @guarded
-    def _send(self, ticket: int, kind: str, spec: tuple[str, float] | None) -> None:
+    def _write_command(self, ticket: int, kind: str, spec: tuple[str, float] | None) -> None:
         self._pending_ticket = None
         if kind == "single" or spec is None:
             cmd = self.console.send("single", ticket=ticket)
