@@ -25,28 +25,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from fxnb.broker import retcodes as rc
+from fxnb.broker.closing import CloseJob, net_result
+from fxnb.broker.requests import DEAL_FIELDS, EPS, _f, filling_candidates, sanitize_comment
 from fxnb.credentials import Credentials
 from fxnb.errors import BrokerError, BrokerUnavailable
 from fxnb.models import (
     Account,
     CloseResult,
-    CloseStatus,
     Position,
     Side,
     Snapshot,
     SymbolSpec,
     TerminalStatus,
 )
-from fxnb.volume import partial_volume
 
 __all__ = [
     "AdapterSettings",
@@ -59,17 +57,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-EPS = 1e-9
-COMMENT_MAX = 26
-_COMMENT_BAD = re.compile(r"[^A-Za-z0-9 _.\-]")
-
-#: ``TradeDeal`` fields in the package's order; ``deals_for_position`` returns dicts with these keys.
-DEAL_FIELDS = (
-    "ticket", "order", "time", "time_msc", "type", "entry", "magic", "position_id", "reason", "volume",
-    "price", "commission", "swap", "profit", "fee", "symbol", "comment", "external_id",
-)
-
 
 @dataclass(frozen=True)
 class AdapterSettings:
@@ -101,44 +88,6 @@ class ModifyResult:
     retcode: int | None = None
     message: str = ""
     attempts: int = 0
-
-
-def sanitize_comment(text: str | None, default: str = "fxnb") -> str:
-    """A request comment the terminal will accept: ASCII ``[A-Za-z0-9 _.-]``, at most 26 characters.
-
-    Longer or exotic comments make ``order_send`` return ``None`` with
-    ``(-2, 'Invalid "comment" argument')`` on some builds (``mt5_api.md`` §5.8).
-    """
-    cleaned = _COMMENT_BAD.sub("_", text or "").strip()[:COMMENT_MAX].strip()
-    if not cleaned and text != default:
-        return sanitize_comment(default, default="")
-    return cleaned
-
-
-def filling_candidates(mask: int, *, fok: int, ioc: int, ret: int, preferred: int | None = None) -> list[int]:
-    """``ORDER_FILLING_*`` values to try, best first, for a ``SYMBOL_FILLING_*`` bitmask.
-
-    FOK if bit 1 is set, else IOC if bit 2, else RETURN (bit 4 is BOC, which is
-    *not* RETURN and is never used for a market close). Modes the mask does
-    not advertise come last, for brokers whose mask is wrong; a mode that
-    worked before for this symbol (``preferred``) comes first.
-    """
-    order: list[int] = []
-    if mask & rc.SYMBOL_FILLING_FOK:
-        order.append(fok)
-    if mask & rc.SYMBOL_FILLING_IOC:
-        order.append(ioc)
-    order.append(ret)
-    order += [m for m in (fok, ioc) if m not in order]
-    if preferred is not None and preferred in order:
-        order.remove(preferred)
-        order.insert(0, preferred)
-    return order
-
-
-def _f(x: float) -> float:
-    """Volumes as clean floats (0.30000000000000004 -> 0.3)."""
-    return round(float(x), 8)
 
 
 class Broker:
@@ -490,7 +439,7 @@ class Broker:
         with self._lock:
             outs = self._out_entries()
             deals = self._deals_raw(identifier)
-        return round(sum(_net(d) for d in deals if int(d.entry) in outs), 2)
+        return round(sum(net_result(d) for d in deals if int(d.entry) in outs), 2)
 
     # ------------------------------------------------------------------ trading
     def close(self, ticket: int, *, volume: float | None = None, comment: str | None = None) -> CloseResult:
@@ -500,7 +449,7 @@ class Broker:
         after a send it always returns a ``CloseResult``.
         """
         with self._trade_lock:
-            return _CloseJob(self, int(ticket), volume, comment).run()
+            return CloseJob(self, int(ticket), volume, comment).run()
 
     def pending_orders(self) -> tuple[int, ...]:
         """Tickets of the active pending orders (flatten cancels them). Raises on a failed read."""
@@ -568,338 +517,3 @@ class Broker:
                 return ModifyResult(ticket, False, sl, tp, retcode, message, attempts)
             self._sleep(delay)
             delay = min(delay * 2, self.settings.retry_backoff_max_s)
-
-
-def _net(deal: Any) -> float:
-    return float(deal.profit) + float(deal.swap) + float(deal.commission) + float(deal.fee)
-
-
-class _Stop(Exception):
-    """Ends a close job early with a message (internal)."""
-
-    def __init__(self, message: str, retcode: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retcode = retcode
-
-
-class _CloseJob:
-    """One ``Broker.close`` call: the retry state machine of ``mt5_api.md`` §4.5."""
-
-    def __init__(self, broker: Broker, ticket: int, volume: float | None, comment: str | None) -> None:
-        self.b = broker
-        self.s = broker.settings
-        self.ticket = ticket
-        self.volume_arg = volume
-        self.comment = sanitize_comment(comment or self.s.comment)
-        self.sends = 0  # order_send calls (CloseResult.attempts)
-        self.answered = False  # some order_send reached the terminal (then we never raise)
-        self.closed = 0.0  # volume we know we closed (DONE / DONE_PARTIAL results)
-        self.deals: list[int] = []  # deal tickets from those results
-        self.prices: list[tuple[float, float]] = []  # (volume, price) from results, if deals never show up
-        self.unresolved = False  # an ambiguous answer has not been reconciled with a re-read yet
-        self.ambiguous_seen = False
-        self.retries_left = self.s.max_retries
-        self.fixed: set[int] = set()
-        self.tried_fillings: set[int] = set()
-        self.delay = self.s.retry_backoff_s
-        self.retcode: int | None = None
-        self.message = ""
-        self.notes: list[str] = []
-
-    # -- the run --------------------------------------------------------------
-    def run(self) -> CloseResult:
-        pos = self.b._position_raw(self.ticket)  # may raise: nothing sent yet
-        if pos is None:
-            return CloseResult(self.ticket, CloseStatus.ALREADY_CLOSED,
-                               requested_volume=_f(self.volume_arg or 0.0), message="position is not open")
-        self.symbol = str(pos.symbol)
-        self.identifier = int(pos.identifier) or self.ticket
-        self.start_volume = _f(pos.volume)
-        self.buy = int(pos.type) == self.b._const("POSITION_TYPE_BUY")
-        spec = self.b._static_spec(self.symbol)
-        target = self._target(spec)
-        if target is None:
-            return self._result(CloseStatus.FAILED, 0.0)
-        self.target = target
-        self.baseline = {int(d.ticket) for d in self.b._deals_raw(self.identifier)}
-        self.out_entries = self.b._out_entries()
-        try:
-            self._loop(pos)
-        except _Stop as stop:
-            self.message = stop.message
-            if stop.retcode is not None:
-                self.retcode = stop.retcode
-        return self._finish()
-
-    def _target(self, spec: SymbolSpec) -> float | None:
-        if self.volume_arg is None:
-            return self.start_volume
-        v = float(self.volume_arg)
-        if not math.isfinite(v) or v <= 0:
-            self.message = f"close volume must be a positive number, got {self.volume_arg!r}"
-            return None
-        target = partial_volume(self.start_volume, v, volume_min=spec.volume_min,
-                                volume_step=spec.volume_step)
-        if target is None:
-            self.message = (
-                f"cannot close {v:g} of {self.start_volume:g} lots of {self.symbol}: with volume_min "
-                f"{spec.volume_min:g} and volume_step {spec.volume_step:g} no valid partial close exists "
-                "(nothing sent)"
-            )
-            return None
-        target = _f(target)
-        if abs(target - v) > EPS and target < self.start_volume:
-            self.notes.append(f"requested {v:g} lots, sending {target:g} (rounded to the volume rules)")
-        return target
-
-    def _loop(self, pos: Any) -> None:
-        first = True
-        for _ in range(4 * (self.s.max_retries + 4)):  # hard stop; the budgets below end it much earlier
-            if not self.unresolved and self._remaining() <= EPS:
-                return
-            if not first:
-                pos = self._reread()
-                if self._remaining() <= EPS:
-                    return
-            first = False
-            try:
-                spec = self.b._static_spec(self.symbol)
-                vol = self._next_volume(pos, spec)
-                tick = self.b._tick(self.symbol)
-                filling = self._next_filling(spec)
-                request = self._request(pos, vol, tick, spec, filling)
-            except BrokerError as exc:
-                if self.sends == 0:
-                    raise  # nothing sent yet: the caller may treat this as "nothing happened"
-                raise _Stop(f"{self._so_far()}; could not prepare the next request: {exc}") from exc
-            result, err = self.b._call("order_send", request)
-            self.sends += 1
-            if result is None:
-                self._on_none(err or (rc.RES_E_FAIL, "order_send returned None"))
-            else:
-                self.answered = True
-                self._on_result(result, vol, filling)
-        raise _Stop("gave up: too many attempts")
-
-    # -- each step -----------------------------------------------------------
-    def _remaining(self) -> float:
-        return _f(self.target - self.closed)
-
-    def _reread(self) -> Any:
-        try:
-            pos = self.b._position_raw(self.ticket)
-        except BrokerError as exc:
-            raise _Stop(f"{self._so_far()}; could not re-read the position: {exc}") from exc
-        if self.unresolved:
-            self._reconcile(pos)
-        if pos is None:
-            if self.closed > EPS or self.ambiguous_seen:
-                raise _Stop(f"{self._so_far()}; the position is no longer open")
-            raise _Stop("the position was closed elsewhere while retrying", retcode=rc.POSITION_CLOSED)
-        return pos
-
-    def _reconcile(self, pos: Any | None) -> None:
-        """After an ambiguous answer: how much is closed now, by position volume and by new OUT deals."""
-        self.unresolved = False
-        by_volume = self.start_volume - (_f(pos.volume) if pos is not None else 0.0)
-        by_deals = sum(float(d.volume) for d in self._new_out_deals())
-        observed = _f(min(max(by_volume, by_deals), self.target))
-        if observed > self.closed + EPS:
-            self.notes.append(f"after the ambiguous answer {observed:g} lots turned out to be closed")
-            self.closed = observed
-
-    def _new_out_deals(self) -> list[Any]:
-        try:
-            deals = self.b._deals_raw(self.identifier)
-        except BrokerError:
-            return []
-        return [d for d in deals if int(d.ticket) not in self.baseline and int(d.entry) in self.out_entries]
-
-    def _next_volume(self, pos: Any, spec: SymbolSpec) -> float:
-        open_volume = _f(pos.volume)
-        rem = min(self._remaining(), open_volume)
-        if rem >= open_volume - EPS:
-            return open_volume
-        vol = partial_volume(open_volume, rem, volume_min=spec.volume_min, volume_step=spec.volume_step)
-        if vol is None or vol <= EPS:
-            raise _Stop(
-                f"{self._so_far()}; the remaining {rem:g} lots cannot be closed on their own "
-                f"(volume_min {spec.volume_min:g}, step {spec.volume_step:g})"
-            )
-        return _f(vol)
-
-    def _next_filling(self, spec: SymbolSpec) -> int:
-        b = self.b
-        order = filling_candidates(
-            spec.filling_mode, fok=b._const("ORDER_FILLING_FOK"), ioc=b._const("ORDER_FILLING_IOC"),
-            ret=b._const("ORDER_FILLING_RETURN"), preferred=b._filling.get(self.symbol),
-        )
-        for mode in order:
-            if mode not in self.tried_fillings:
-                return mode
-        raise _Stop(f"{self._so_far()}; the server refused every filling mode", retcode=rc.INVALID_FILL)
-
-    def _request(self, pos: Any, vol: float, tick: Any, spec: SymbolSpec, filling: int) -> dict[str, Any]:
-        b = self.b
-        price = float(tick.bid) if self.buy else float(tick.ask)
-        return {
-            "action": b._const("TRADE_ACTION_DEAL"),
-            "symbol": self.symbol,
-            "position": self.ticket,
-            "volume": float(vol),
-            "type": b._const("ORDER_TYPE_SELL") if self.buy else b._const("ORDER_TYPE_BUY"),
-            "price": round(price, spec.digits),
-            "deviation": int(self.s.deviation),
-            "magic": int(self.s.magic),
-            "comment": self.comment,
-            "type_time": b._const("ORDER_TIME_GTC"),
-            "type_filling": int(filling),
-        }
-
-    def _on_none(self, err: tuple[int, str]) -> None:
-        code, text = err
-        self.retcode = code
-        self.message = f"order_send returned None: {text} ({rc.last_error_name(code)} {code})"
-        if rc.send_outcome_unknown(code):
-            # the request may have been executed: never resend blindly; re-read first (next loop turn)
-            self.unresolved = self.ambiguous_seen = True
-            self._spend_retry()
-            return
-        if rc.is_ipc(code):
-            self.b._connected = False
-            if not (self.answered or self.ambiguous_seen or self.closed > EPS):
-                # nothing reached the terminal: nothing happened, so this may raise
-                raise self.b._error(f"close {self.ticket}: order_send", code, text)
-        raise _Stop(self._so_far_or(self.message))
-
-    def _on_result(self, result: Any, vol: float, filling: int) -> None:
-        retcode = int(result.retcode)
-        comment = str(result.comment)
-        self.retcode, self.message = retcode, rc.describe(retcode, comment)
-        cls = rc.classify(retcode)
-        if cls in (rc.RetcodeClass.OK, rc.RetcodeClass.OK_PARTIAL):
-            done = _f(result.volume) if float(result.volume) > 0 else vol
-            self.closed = _f(self.closed + done)
-            if int(result.deal):
-                self.deals.append(int(result.deal))
-            self.prices.append((done, float(result.price)))
-            self.b._filling[self.symbol] = filling
-            if cls is rc.RetcodeClass.OK_PARTIAL:
-                self.notes.append(f"{rc.describe(retcode)}: {done:g} of {vol:g} lots filled")
-                self._spend_retry()
-            return
-        if cls is rc.RetcodeClass.GONE:
-            raise _Stop(self._so_far_or(self.message), retcode=retcode)
-        if cls is rc.RetcodeClass.RETRY:
-            self._spend_retry()
-            return
-        if cls is rc.RetcodeClass.AMBIGUOUS:
-            self.unresolved = self.ambiguous_seen = True
-            self._spend_retry()
-            return
-        if cls is rc.RetcodeClass.FIX:
-            self._fix(retcode, filling)
-            return
-        raise _Stop(self._so_far_or(self.message), retcode=retcode)
-
-    def _fix(self, retcode: int, filling: int) -> None:
-        if retcode == rc.INVALID_FILL:
-            self.tried_fillings.add(filling)
-            if self.b._filling.get(self.symbol) == filling:
-                del self.b._filling[self.symbol]
-            self.notes.append(f"filling mode {filling} refused (10030); trying the next one")
-            return
-        if retcode in self.fixed:
-            raise _Stop(self._so_far_or(self.message), retcode=retcode)
-        self.fixed.add(retcode)
-        if retcode == rc.INVALID_VOLUME:
-            self.b._specs.pop(self.symbol, None)  # re-read the volume rules
-        # INVALID_PRICE: the next turn reads a fresh tick; INVALID_CLOSE_VOLUME: it re-reads the volume
-
-    def _spend_retry(self) -> None:
-        if self.retries_left <= 0:
-            if self.unresolved:
-                self._settle_ambiguity()
-            raise _Stop(self._so_far_or(f"gave up after {self.sends} attempts; last answer: {self.message}"))
-        self.retries_left -= 1
-        self.b._sleep(self.delay)
-        self.delay = min(self.delay * 2, self.s.retry_backoff_max_s)
-
-    def _settle_ambiguity(self) -> None:
-        try:
-            pos = self.b._position_raw(self.ticket)
-        except BrokerError as exc:
-            self.notes.append(f"outcome unknown: could not re-read the position ({exc})")
-            return
-        self._reconcile(pos)
-
-    # -- reporting -----------------------------------------------------------
-    def _so_far(self) -> str:
-        return f"closed {self.closed:g} of {self.target:g} lots"
-
-    def _so_far_or(self, message: str) -> str:
-        return f"{self._so_far()}; {message}" if self.closed > EPS else message
-
-    def _our_deals(self) -> list[Any]:
-        """The OUT deals this job produced, polled briefly because the terminal may lag its own reply."""
-        wanted = set(self.deals)
-        found: list[Any] = []
-        for i in range(max(1, self.s.deal_poll_attempts)):
-            found = self._new_out_deals()
-            tickets = {int(d.ticket) for d in found}
-            if wanted <= tickets and (wanted or not self.ambiguous_seen or found):
-                break
-            if i + 1 < self.s.deal_poll_attempts:
-                self.b._sleep(self.s.deal_poll_interval_s)
-        if not self.ambiguous_seen:
-            found = [d for d in found if int(d.ticket) in wanted]
-        missing = wanted - {int(d.ticket) for d in found}
-        if missing:
-            self.notes.append(f"deal(s) {sorted(missing)} not yet in history; profit may be incomplete")
-        return found
-
-    def _finish(self) -> CloseResult:
-        if self.unresolved:
-            self._settle_ambiguity()
-        if self.closed <= EPS and self.sends == 0:
-            return self._result(CloseStatus.FAILED, 0.0)
-        if self.closed <= EPS and self.retcode == rc.POSITION_CLOSED and not self.ambiguous_seen:
-            return self._result(CloseStatus.ALREADY_CLOSED, 0.0)
-        deals = self._our_deals() if self.closed > EPS else []
-        deal_volume = _f(sum(float(d.volume) for d in deals))
-        closed = max(self.closed, deal_volume)
-        if deals:
-            profit = round(sum(_net(d) for d in deals), 2)
-            price = sum(float(d.volume) * float(d.price) for d in deals) / max(deal_volume, EPS)
-        else:
-            profit = 0.0
-            vol = sum(v for v, _ in self.prices)
-            price = sum(v * p for v, p in self.prices) / vol if vol > EPS else 0.0
-        if closed >= self.target - EPS:
-            status = CloseStatus.CLOSED
-        elif closed > EPS:
-            status = CloseStatus.PARTIAL
-        else:
-            status = CloseStatus.FAILED
-        return self._result(status, closed, price=price, profit=profit,
-                            deals=tuple(int(d.ticket) for d in deals) or tuple(self.deals))
-
-    def _result(self, status: CloseStatus, closed: float, *, price: float = 0.0, profit: float = 0.0,
-                deals: Iterable[int] = ()) -> CloseResult:
-        message = "; ".join([m for m in [self.message, *self.notes] if m])
-        if status is CloseStatus.CLOSED and self.retcode == rc.DONE:
-            message = "; ".join(self.notes) or rc.describe(rc.DONE)
-        return CloseResult(
-            ticket=self.ticket,
-            status=status,
-            requested_volume=_f(getattr(self, "target", None) or self.volume_arg or 0.0),
-            closed_volume=_f(closed),
-            price=round(price, 8),
-            profit=profit,
-            retcode=self.retcode,
-            message=message,
-            deals=tuple(deals),
-            attempts=self.sends,
-            symbol=getattr(self, "symbol", ""),
-        )
