@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fxnb.alerts.schema import ALERTS_DEFAULTS, ALERTS_SCHEMA, AlertSettings, redact_section
 from fxnb.configspec import Bool, Choice, Free, Num, Str, check_value, type_name
 from fxnb.credentials import Credentials, load_credentials
 from fxnb.errors import ConfigError
@@ -60,6 +61,7 @@ SCHEMA: dict[str, Any] = {
             "leverage": Num(1, 5000, integer=True),
             "server_offset_hours": Num(-12, 14),
             "commission_per_lot": Num(0, 1000),
+            "price_path": Str(nullable=True, max_len=1024),
             "positions": {"count": Num(0, 100_000, integer=True), "list": Free()},
             "trader": {"enabled": Bool(), "interval": Num(0.05, 86400), "max_positions": Num(0, 100_000, integer=True)},
             "faults": {
@@ -70,6 +72,13 @@ SCHEMA: dict[str, Any] = {
                 "market_closed": Free(),
                 "autotrading_disabled": Bool(),
                 "latency_ms": Num(0, 60_000),
+                "lost_reply_rate": Num(0, 1),
+                "error_rate": Num(0, 1),
+                "timeout_rate": Num(0, 1),
+                "ambiguous_executes": Bool(),
+                "partial_fill_rate": Num(0, 1),
+                "visibility_delay_ms": Num(0, 60_000),
+                "history_delay_ms": Num(0, 600_000),
             },
         },
     },
@@ -80,6 +89,7 @@ SCHEMA: dict[str, Any] = {
         "full_resolution_hours": Num(0, 8760),
         "downsample_seconds": Num(1, 86400, integer=True),
     },
+    "alerts": ALERTS_SCHEMA,
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -98,6 +108,7 @@ DEFAULTS: dict[str, Any] = {
     "paths": {"database": "fxnb.db", "commands": "commands", "logs": "logs"},
     "http": {"host": "127.0.0.1", "port": 8765, "token_env": None},
     "storage": {"retention_days": 30, "full_resolution_hours": 24, "downsample_seconds": 60},
+    "alerts": ALERTS_DEFAULTS,
 }
 
 
@@ -182,6 +193,7 @@ class Config:
     paths: PathsConfig
     http: HttpConfig
     storage: StorageConfig
+    alerts: AlertSettings
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
     warnings: tuple[str, ...] = ()
 
@@ -191,8 +203,10 @@ class Config:
         return load_credentials(repo_root=self.base_dir)
 
     def sanitized(self) -> dict[str, Any]:
-        """The config as a plain dict, safe to display or log."""
-        return sanitize(self.raw)
+        """The config as a plain dict, safe to display or log (webhook URLs carry tokens: redacted)."""
+        out = sanitize(self.raw)
+        out["alerts"] = redact_section(out.get("alerts"))
+        return out
 
 
 def is_loopback(host: str) -> bool:
@@ -296,6 +310,8 @@ def config_from_mapping(given: Any, *, path: Path) -> Config:
     """Validate an already-parsed config (tests and ``fxnb init`` use this)."""
     data = _merge("", SCHEMA, DEFAULTS, given)
     warnings = _cross_checks(data)
+    alerts = AlertSettings.from_mapping(data["alerts"])
+    warnings += list(alerts.warnings)
     base = path.resolve().parent
     pm, cm, br, pa, ht, st = (data[k] for k in ("profit_monitor", "commands", "broker", "paths", "http", "storage"))
     return Config(
@@ -311,6 +327,7 @@ def config_from_mapping(given: Any, *, path: Path) -> Config:
         paths=PathsConfig(**{k: (base / v) for k, v in pa.items()}),
         http=HttpConfig(**ht),
         storage=StorageConfig(**st),
+        alerts=alerts,
         raw=data,
         warnings=tuple(warnings),
     )

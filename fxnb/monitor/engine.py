@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fxnb import __version__, rules
+from fxnb.alerts import DisconnectWatch, WebhookDispatcher, alert_from_event
 from fxnb.broker import Broker
 from fxnb.commands import CommandDir
 from fxnb.config import Config
@@ -54,8 +55,10 @@ class Engine(CommandIntake, Reconciler):
     """Poll, decide, execute, record. One instance per monitor process."""
 
     def __init__(self, cfg: Config, broker: Broker, store: Store, commands: CommandDir,
-                 *, clock: Callable[[], float] = time.time) -> None:
+                 *, clock: Callable[[], float] = time.time, alerts: WebhookDispatcher | None = None) -> None:
         self.cfg = cfg
+        self.alerts = alerts
+        self.watch = DisconnectWatch(cfg.alerts.disconnected_after_seconds)
         self.broker = broker
         self.store = store
         self.commands = commands
@@ -66,7 +69,22 @@ class Engine(CommandIntake, Reconciler):
         self._server_offset_s = int(float(cfg.broker.sim.get("server_offset_hours", 2)) * 3600) \
             if cfg.broker.kind == "sim" else 0
         self._last_prune = 0.0
-        self._skipped_young: set[str] = set()
+
+    # ---------------------------------------------------------------- events and alerts
+    def emit(self, level: str, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        """Record an event (the dashboard shows it) and hand it to the webhooks that want it."""
+        now = self.clock()
+        self.store.event(level, kind, message, data, at=now)
+        if self.alerts is not None:
+            alert = alert_from_event(level, kind, message, data, at=now)
+            if alert is not None:
+                self.alerts.submit(alert)
+
+    def watch_connection(self) -> None:
+        """Alert when the terminal stays away longer than the threshold, and again when it is back."""
+        alert = self.watch.update(self.health.connected, self.clock())
+        if alert is not None and self.alerts is not None:
+            self.alerts.submit(alert)
 
     # ---------------------------------------------------------------- connection
     def connect(self) -> bool:
@@ -81,19 +99,21 @@ class Engine(CommandIntake, Reconciler):
         self.health.state = "running"
         self.health.last_error = None
         if not was:
-            self.store.event("info", "connected", f"terminal connected (build {status.build})")
+            self.emit("info", "connected", f"terminal connected (build {status.build})")
             log.info(kv("connected", build=status.build, trade_allowed=status.trade_allowed))
         self._heartbeat()
+        self.watch_connection()
         return True
 
     def _set_disconnected(self, exc: BaseException) -> None:
         if self.health.connected or self.health.state == "starting":
-            self.store.event("error", "disconnected", f"terminal unreachable: {exc}")
+            self.emit("error", "disconnected", f"terminal unreachable: {exc}")
             log.warning(kv("disconnected", error=str(exc)))
         self.health.connected = False
         self.health.state = "reconnecting"
         self.health.last_error = str(exc)
         self._heartbeat()
+        self.watch_connection()
 
     @property
     def paused(self) -> bool:
@@ -207,7 +227,7 @@ class Engine(CommandIntake, Reconciler):
         self.store.finish_operation(op_id, status, finished_at=iso(self.clock()))
         log.info(kv("rule_action", rule=d.rule, ticket=d.ticket, volume=d.volume, reason=d.reason,
                     dry_run=dry_run, status=status))
-        self.store.event("info", "rule_close", f"{d.rule}: ticket {d.ticket} {d.volume} lots: {d.reason}",
+        self.emit("info", "rule_close", f"{d.rule}: ticket {d.ticket} {d.volume} lots: {d.reason}",
                          {"operation": cmd_id, "status": status, "dry_run": dry_run})
 
     # ---------------------------------------------------------------- execution
@@ -249,7 +269,7 @@ class Engine(CommandIntake, Reconciler):
         """Pause the rules, close everything, cancel pending orders, then check the book really is flat."""
         now = self.clock()
         self.store.set_rule_state(PAUSED_KEY, True)
-        self.store.event("warning", "rules_paused", f"rules paused by flatten ({requested_by})")
+        self.emit("warning", "rules_paused", f"rules paused by flatten ({requested_by})")
         try:
             snap = self.broker.snapshot()
         except BrokerError as exc:
@@ -281,7 +301,7 @@ class Engine(CommandIntake, Reconciler):
         summary = "book flat: 0 open positions, 0 pending orders" if not problems else "; ".join(problems[:8])
         self.store.finish_operation(op_id, status, finished_at=iso(self.clock()),
                                     error_message=None if status == "completed" else summary)
-        self.store.event("warning" if problems else "info", "flattened", f"flatten by {requested_by}: {summary}",
+        self.emit("warning" if problems else "info", "flattened", f"flatten by {requested_by}: {summary}",
                          {"closed": sum(r.status == CloseStatus.CLOSED for r in results), "status": status})
         log.info(kv("flatten", requested_by=requested_by, targets=len(targets), status=status, summary=summary))
         return status

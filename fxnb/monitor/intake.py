@@ -124,7 +124,7 @@ class CommandIntake(_Base):
             None, error_message=reason, operation_type="invalid", requested_by="unknown",
             params={"duplicate_of": duplicate_of} if duplicate_of else None, file_name=claimed.name, at=now,
         )
-        self.store.event("warning", "command_rejected", reason, {"file": claimed.name})
+        self.emit("warning", "command_rejected", reason, {"file": claimed.name})
         log.warning(kv("command", file=claimed.name, status="rejected", reason=reason))
 
     def _execute_command(self, op_id: int, cmd: Command) -> None:
@@ -134,7 +134,7 @@ class CommandIntake(_Base):
             self.store.set_rule_state(PAUSED_KEY, paused)
             self.store.claim_operation(op_id, target_tickets=[], claimed_at=_iso(now))
             self.store.finish_operation(op_id, "completed", finished_at=_iso(self.clock()))
-            self.store.event("info", "rules_paused" if paused else "rules_resumed",
+            self.emit("info", "rules_paused" if paused else "rules_resumed",
                              f"rules {'paused' if paused else 'resumed'} by {cmd.requested_by or 'operator'}")
             log.info(kv("command", id=cmd.id, type=cmd.type, status="completed"))
             return
@@ -165,5 +165,5 @@ class CommandIntake(_Base):
         log.info(kv("command", id=cmd.id, type=cmd.type, targets=len(targets), status=status,
                     closed=sum(r.status == CloseStatus.CLOSED for r in results), error=error))
         if status in ("failed", "partially_completed"):
-            self.store.event("error", "command_failed", f"command {cmd.id} ({cmd.type}) {status}: {error}",
+            self.emit("error", "command_failed", f"command {cmd.id} ({cmd.type}) {status}: {error}",
                              {"command_id": cmd.id})

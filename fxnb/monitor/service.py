@@ -24,6 +24,7 @@ import tornado.web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from fxnb import __version__
+from fxnb.alerts import WebhookDispatcher
 from fxnb.broker import make_broker
 from fxnb.commands import CommandDir
 from fxnb.config import Config
@@ -59,7 +60,10 @@ class Monitor:
         commands = CommandDir(cfg.paths.commands)
         commands.ensure()
         broker = make_broker(cfg)
-        engine = Engine(cfg, broker, store, commands)
+        alerts = WebhookDispatcher(cfg.alerts) if cfg.alerts.enabled else None
+        if alerts is not None:
+            alerts.start()
+        engine = Engine(cfg, broker, store, commands, alerts=alerts)
         if engine.connect():
             engine.reconcile()
         return engine
@@ -69,6 +73,7 @@ class Monitor:
         engine = self.engine
         assert engine is not None
         if not engine.health.connected and time.monotonic() < self._next_connect:
+            await self.call(engine.watch_connection)
             return
         was = engine.health.connected
         ok = await self.call(engine.poll)
@@ -121,6 +126,7 @@ class Monitor:
             "last_error": h.last_error,
             "started_at": _iso(h.started_at),
             "pid": os.getpid(),
+            "alerts": engine.alerts.stats() if engine.alerts is not None else {"enabled": False},
         }
 
     def health(self) -> tuple[int, dict[str, Any]]:
@@ -184,6 +190,8 @@ class Monitor:
         await worker  # the in-flight process_pending finishes first
         server.stop()
         await self.call(engine.stopped)
+        if engine.alerts is not None:
+            engine.alerts.stop(5.0)
         self.pool.shutdown(wait=True)
         log.info("stopped")
         return 0
