@@ -24,7 +24,10 @@ SIM_DEFAULTS: dict[str, Any] = {
     "positions": {"count": 12, "list": []},
     "trader": {"enabled": False, "interval": 20.0, "max_positions": 30},
     "faults": {"requote_rate": 0.0, "reject_rate": 0.0, "disconnect_rate": 0.0, "disconnect_seconds": 5.0,
-               "market_closed": [], "autotrading_disabled": False, "latency_ms": 0.0},
+               "market_closed": [], "autotrading_disabled": False, "latency_ms": 0.0,
+               "lost_reply_rate": 0.0, "error_rate": 0.0, "timeout_rate": 0.0, "ambiguous_executes": False,
+               "partial_fill_rate": 0.0, "visibility_delay_ms": 0.0, "history_delay_ms": 0.0},
+    "price_path": None,
 }
 
 

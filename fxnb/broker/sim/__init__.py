@@ -9,6 +9,10 @@ running terminal from outside (disconnect, Algo Trading, market hours, prices)::
     mt5.initialize()
     mt5.positions_get(symbol="EURUSD")
     write_control(mt5.state_file, prices={"EURUSD": 1.1})  # as if from the terminal's GUI
+
+Where the settings are described: ``settings`` (every key of ``broker.sim``,
+including the ambiguous-outcome faults), ``control`` (the control file),
+``script`` (the ``price_path`` file format), ``lag`` (late visibility).
 """
 
 from __future__ import annotations

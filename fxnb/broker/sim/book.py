@@ -93,16 +93,20 @@ def filled_order(
     tp: float,
     symbol: str,
     comment: str,
+    requested: float = 0.0,
 ) -> TradeOrder:
-    """The history record of a market order filled at ``price`` at once."""
+    """The history record of a market order filled at ``price`` at once: all of it, or (IOC) only
+    ``volume`` of ``requested``, the rest cancelled: the rest in volume_current, state PARTIAL (an
+    assumption: whether a real server files such an order as PARTIAL or CANCELED is undocumented)."""
     t = time_msc // 1000
+    initial = requested if requested > volume else volume
     return TradeOrder(
         ticket=ticket, time_setup=t, time_setup_msc=time_msc, time_done=t, time_done_msc=time_msc,
         time_expiration=0, type=type, type_time=type_time, type_filling=type_filling,
-        state=C.ORDER_STATE_FILLED,
-        magic=magic, position_id=position_id, position_by_id=0, reason=reason, volume_initial=volume,
-        volume_current=0.0, price_open=price, sl=sl, tp=tp, price_current=price, price_stoplimit=0.0,
-        symbol=symbol, comment=comment, external_id="",
+        state=C.ORDER_STATE_FILLED if initial == volume else C.ORDER_STATE_PARTIAL,
+        magic=magic, position_id=position_id, position_by_id=0, reason=reason, volume_initial=initial,
+        volume_current=round(initial - volume, 8), price_open=price, sl=sl, tp=tp, price_current=price,
+        price_stoplimit=0.0, symbol=symbol, comment=comment, external_id="",
     )  # fmt: skip
 
 

@@ -17,6 +17,10 @@ it on every call and re-reads it when it changes. Keys (all optional):
   (``symbol_info().trade_mode`` 0) → 10017.
 - ``price_shift`` ({symbol: float}): added to bid and ask.
 - ``prices`` ({symbol: float}): pins the bid (ask = bid + spread) while present.
+- ``lose_next_replies`` (int): the next N ``order_send`` calls are processed
+  (executed or refused) but return None with ``(-10005, 'IPC timeout')``. The
+  terminal counts it down in this file as it uses it up (the key goes at 0), so
+  several processes on one state file lose exactly N replies between them.
 
 ``write_control`` merges top-level keys into the existing file (a value of
 ``None`` removes the key) and replaces the file atomically.
@@ -83,6 +87,10 @@ def _floats(value: Any) -> dict[str, float]:
     return {str(k): float(v) for k, v in value.items() if isinstance(v, int | float)}
 
 
+def _count(value: Any) -> int:
+    return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def _names(value: Any) -> frozenset[str]:
     return frozenset(str(v) for v in value) if isinstance(value, list) else frozenset()
 
@@ -98,6 +106,7 @@ class Control:
     trade_disabled: frozenset[str] = frozenset()
     price_shift: dict[str, float] = field(default_factory=dict)
     prices: dict[str, float] = field(default_factory=dict)
+    lose_next_replies: int = 0
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> Control:
@@ -110,7 +119,23 @@ class Control:
             trade_disabled=_names(data.get("trade_disabled")),
             price_shift=_floats(data.get("price_shift")),
             prices=_floats(data.get("prices")),
+            lose_next_replies=_count(data.get("lose_next_replies")),
         )
+
+
+def take_lost_reply(state_file: str | os.PathLike[str]) -> bool:
+    """Use up one of ``lose_next_replies``: True if there was one.
+
+    Re-reads the file rather than trusting a cached parse; the caller holds the state
+    file's write lock, so processes sharing it cannot both take the last one."""
+    try:
+        left = _count(read_control(state_file).get("lose_next_replies"))
+    except ValueError:
+        return False
+    if left <= 0:
+        return False
+    write_control(state_file, lose_next_replies=left - 1 if left > 1 else None)
+    return True
 
 
 class ControlWatcher:

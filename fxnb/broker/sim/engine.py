@@ -35,6 +35,9 @@ COMMENTS: dict[int, str] = {
     C.TRADE_RETCODE_REQUOTE: "Requote",
     C.TRADE_RETCODE_REJECT: "Request rejected",
     C.TRADE_RETCODE_DONE: "Request executed",
+    C.TRADE_RETCODE_DONE_PARTIAL: "Request executed partially",
+    C.TRADE_RETCODE_ERROR: "Request processing error",
+    C.TRADE_RETCODE_TIMEOUT: "Request canceled by timeout",
     C.TRADE_RETCODE_INVALID: "Invalid request",
     C.TRADE_RETCODE_INVALID_VOLUME: "Invalid volume",
     C.TRADE_RETCODE_INVALID_PRICE: "Invalid price",
@@ -89,6 +92,7 @@ class Plan:
     profit: float = 0.0  # realised on the part of ``pos`` that is closed
     closed: float = 0.0  # volume of ``pos`` that is closed
     extra_margin: float = 0.0
+    requested: float = 0.0  # the request's volume when only ``volume`` of it fills (0: all of it)
 
     @property
     def is_buy(self) -> bool:
@@ -163,6 +167,12 @@ class Engine:
                 raise Rejected(C.TRADE_RETCODE_INVALID_CLOSE_VOLUME)
             return self._reverse(plan)
         return self._close(plan)
+
+    def partial(self, plan: Plan, volume: float) -> Plan:
+        """``plan`` filling only ``volume`` of its request (an IOC partial fill), checked again."""
+        smaller = self.plan(plan.req._replace(volume=volume))
+        smaller.requested = plan.volume
+        return smaller
 
     def _named_position(self, ticket: int) -> Pos:
         pos = self.book.positions.get(ticket)
@@ -326,7 +336,7 @@ class Engine:
         ch.orders.append(filled_order(
             ticket=order, time_msc=now, type=req.type, type_time=req.type_time, type_filling=req.type_filling,
             magic=req.magic, position_id=identifier, reason=reason, volume=plan.volume, price=plan.price,
-            sl=req.sl, tp=req.tp, symbol=symbol, comment=req.comment,
+            sl=req.sl, tp=req.tp, symbol=symbol, comment=req.comment, requested=plan.requested,
         ))  # fmt: skip
         ch.balance_delta = round(plan.profit + fee, 2)
         return ch, deal, order

@@ -6,6 +6,7 @@ Brownian bridge (seeded per hour) fills the seconds in between. So prices
 "advance with elapsed wall time" on every read, are reproducible from the seed,
 identical in every process sharing the state file, and continue across
 restarts. ``volatility`` scales the walk; 0 freezes every price at its base.
+A ``PriceScript`` (``script``) replaces the walk for the symbols it lists.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import random
 import zlib
 from collections.abc import Mapping
 
+from .script import PriceScript
 from .symbols import SymbolSpec
 
 _HOUR = 3600
@@ -61,11 +63,20 @@ class PricePath:
 
 
 class PriceFeed:
-    """Current bid/ask per symbol: the walk, then control-file pins (``prices``) and shifts."""
+    """Current bid/ask per symbol: the walk or the script, then control-file pins (``prices``) and shifts."""
 
-    def __init__(self, specs: Mapping[str, SymbolSpec], seed: int, volatility: float, origin: float) -> None:
+    def __init__(
+        self,
+        specs: Mapping[str, SymbolSpec],
+        seed: int,
+        volatility: float,
+        origin: float,
+        script: PriceScript | None = None,
+    ) -> None:
         self.specs = specs
         self.origin = origin
+        self.script = script
+        self._script_origin = origin if script is None or script.start is None else script.start
         self._paths = {
             name: PricePath(
                 (seed & 0xFFFFFFFF) * 4_294_967_311 + zlib.crc32(name.encode()),
@@ -76,7 +87,7 @@ class PriceFeed:
         self.pins: dict[str, float] = {}
         self.shifts: dict[str, float] = {}
         self.version = 0  # bumped when pins/shifts change (part of the valuation cache key)
-        self._cache: dict[str, tuple[int, float, float]] = {}
+        self._cache: dict[str, tuple[tuple[int, int], float, float]] = {}
 
     def set_overrides(self, pins: Mapping[str, float], shifts: Mapping[str, float]) -> None:
         self.pins = dict(pins)
@@ -84,19 +95,24 @@ class PriceFeed:
         self.version += 1
         self._cache.clear()
 
-    def step(self, wall: float) -> int:
-        return int(wall - self.origin)
+    def step(self, wall: float) -> tuple[int, int]:
+        """Changes whenever a quote may have: the walk's whole second and the script's row count."""
+        scripted = self.script.position(wall - self._script_origin) if self.script is not None else 0
+        return int(wall - self.origin), scripted
 
     def quote(self, symbol: str, wall: float) -> tuple[float, float]:
         """(bid, ask) at wall-clock time ``wall`` (epoch seconds)."""
-        step = int(wall - self.origin)
+        key = self.step(wall)
         hit = self._cache.get(symbol)
-        if hit is not None and hit[0] == step:
+        if hit is not None and hit[0] == key:
             return hit[1], hit[2]
         spec = self.specs[symbol]
-        pin = self.pins.get(symbol)
-        raw = pin if pin is not None else spec.base_bid * math.exp(self._paths[symbol].at(step))
+        raw = self.pins.get(symbol)
+        if raw is None and self.script is not None:
+            raw = self.script.bid(symbol, wall - self._script_origin)
+        if raw is None:
+            raw = spec.base_bid * math.exp(self._paths[symbol].at(key[0]))
         bid = round(raw + self.shifts.get(symbol, 0.0), spec.digits)
         ask = round(bid + spec.spread * spec.point, spec.digits)
-        self._cache[symbol] = (step, bid, ask)
+        self._cache[symbol] = (key, bid, ask)
         return bid, ask

@@ -20,6 +20,15 @@ class FaultSettings:
     ``market_closed`` entries are symbol names (``"*"`` = every symbol) or
     mappings ``{"symbol": "EURUSD", "from": "HH:MM", "to": "HH:MM"}``: closed
     daily in that window of *server* time (wrapping midnight when from > to).
+
+    The ambiguous outcomes an adapter must survive (contract §3.1/§4.5):
+    ``lost_reply_rate``: the request executes but ``order_send`` returns None with
+    an IPC error (-10005/-10002/-10001), so a blind resend would trade twice.
+    ``error_rate`` / ``timeout_rate``: retcode 10011 / 10012 instead of executing,
+    or after executing when ``ambiguous_executes``. ``partial_fill_rate``: an IOC
+    open or close fills only part of the volume (10010). ``visibility_delay_ms``:
+    positions and history reads show the pre-trade state that long after an
+    execution. ``history_delay_ms``: history reads are empty that long after login.
     """
 
     requote_rate: float = 0.0
@@ -29,6 +38,13 @@ class FaultSettings:
     market_closed: tuple[str | Mapping[str, str], ...] = ()
     autotrading_disabled: bool = False
     latency_ms: float = 0.0
+    lost_reply_rate: float = 0.0
+    error_rate: float = 0.0
+    timeout_rate: float = 0.0
+    ambiguous_executes: bool = False
+    partial_fill_rate: float = 0.0
+    visibility_delay_ms: float = 0.0
+    history_delay_ms: float = 0.0
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any]) -> FaultSettings:
@@ -42,6 +58,13 @@ class FaultSettings:
             ),
             autotrading_disabled=bool(section.get("autotrading_disabled", False)),
             latency_ms=float(section.get("latency_ms", 0.0)),
+            lost_reply_rate=float(section.get("lost_reply_rate", 0.0)),
+            error_rate=float(section.get("error_rate", 0.0)),
+            timeout_rate=float(section.get("timeout_rate", 0.0)),
+            ambiguous_executes=bool(section.get("ambiguous_executes", False)),
+            partial_fill_rate=float(section.get("partial_fill_rate", 0.0)),
+            visibility_delay_ms=float(section.get("visibility_delay_ms", 0.0)),
+            history_delay_ms=float(section.get("history_delay_ms", 0.0)),
         )
 
 
@@ -70,6 +93,8 @@ class SimSettings:
     ``positions.list``; they seed the book only when the state file is new.
     ``commission_per_lot``, ``login``, ``server`` are optional extra keys (not in
     config.json): commission charged on every deal, and the account identity.
+    ``price_path`` is a scripted price file (see ``script``), relative to the
+    config's directory; None keeps the random walk for every symbol.
     """
 
     state_file: Path = Path("sim_terminal.db")
@@ -87,6 +112,7 @@ class SimSettings:
     commission_per_lot: float = 0.0
     login: int = 5010042
     server: str = "FxnbSim-Demo"
+    price_path: Path | None = None
 
     @property
     def hedging(self) -> bool:
@@ -94,8 +120,10 @@ class SimSettings:
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any], base_dir: Path) -> SimSettings:
-        """Build from config.json's ``broker.sim`` section; ``state_file`` is relative to ``base_dir``."""
+        """Build from config.json's ``broker.sim`` section; ``state_file`` and ``price_path`` are
+        relative to ``base_dir``."""
         positions = section.get("positions", {}) or {}
+        price_path = section.get("price_path")
         return cls(
             state_file=Path(base_dir) / str(section.get("state_file", "sim_terminal.db")),
             seed=int(section.get("seed", 42)),
@@ -112,4 +140,5 @@ class SimSettings:
             commission_per_lot=float(section.get("commission_per_lot", 0.0)),
             login=int(section.get("login", 5010042)),
             server=str(section.get("server", "FxnbSim-Demo")),
+            price_path=Path(base_dir) / str(price_path) if price_path else None,
         )

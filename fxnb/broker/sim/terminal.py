@@ -9,8 +9,9 @@ internal lock (the real module is not thread-safe either; the lock only keeps
 the background trader from racing the client).
 
 State lives in the SQLite ``state_file`` (see ``store``); prices come from the
-seeded walk (``market``); the control file (``control``) and ``faults``
-settings inject the failures a real terminal produces.
+seeded walk (``market``) or a price script (``script``); the control file
+(``control``) and ``faults`` settings inject the failures a real terminal
+produces, ``lag`` its late view of the server's changes.
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import constants as C
 from . import info
-from .book import Account, Book
-from .control import ControlWatcher, control_path
+from .book import Account, Book, Pos
+from .control import ControlWatcher, control_path, take_lost_reply
 from .engine import COMMENTS, Engine, Plan, Rejected
-from .faults import Faults
+from .faults import IPC_TIMEOUT, Faults
 from .groups import matcher
+from .lag import Lag
 from .market import PriceFeed
 from .money import Converter, margin, profit
 from .queries import history
@@ -44,6 +46,7 @@ from .requests import (
     invalid,
     parse_request,
 )
+from .script import PriceScript, load_script
 from .seeding import initial_changes
 from .settings import SimSettings
 from .store import Store
@@ -92,6 +95,10 @@ class SimTerminal:
         self._selected = {s.name for s in SPECS.values() if s.visible}
         self._faults = Faults(settings.faults, settings.seed)
         self._control = ControlWatcher(self.state_file)
+        self._lag = Lag(settings.faults.visibility_delay_ms, settings.faults.history_delay_ms)
+        self._script: PriceScript | None = None
+        if settings.price_path is not None:
+            self._script = load_script(settings.price_path, SPECS)
         self._trader: Trader | None = None
         self._closed = False
         self._store = Store(self.state_file)
@@ -121,7 +128,7 @@ class SimTerminal:
     def _wire(self, book: Book) -> None:
         s = self.settings
         self.book = book
-        self.feed = PriceFeed(SPECS, s.seed, s.volatility, origin=book.account.created)
+        self.feed = PriceFeed(SPECS, s.seed, s.volatility, origin=book.account.created, script=self._script)
         self.conv = Converter(SPECS, book.account.currency, self._quote)
         self.valuer = Valuer(book, SPECS, self.conv, self._quote, self._price_key, s.leverage)
         self.engine = Engine(
@@ -250,6 +257,7 @@ class SimTerminal:
                 self._error = (exc.code, exc.message)
                 return False
             self._session = True
+            self._lag.logged_in(self._t)
             self._sync()
             self._error = _OK
             return True
@@ -271,6 +279,7 @@ class SimTerminal:
 
         def run(login: int, password: Any, server: str | None, timeout: Any) -> bool:
             self._authorize(login, server)
+            self._lag.logged_in(self._t)
             return True
 
         return bool(self._api(False, run, login, password, server, timeout, check=check))
@@ -319,7 +328,12 @@ class SimTerminal:
 
     # ------------------------------------------------------------------ positions & orders
     def positions_total(self) -> int | None:
-        return self._api(None, lambda: len(self.book.positions))
+        return self._api(None, lambda: len(self._shown_positions()))
+
+    def _shown_positions(self) -> Mapping[int, Pos]:
+        """The positions the client sees: the book's, or an older state while changes are in flight."""
+        stale = self._lag.positions(self._t)
+        return self.book.positions if stale is None else stale
 
     def positions_get(
         self, *args: Any, symbol: str | None = None, group: str | None = None, ticket: int | None = None
@@ -330,15 +344,18 @@ class SimTerminal:
     def _positions_get(
         self, args: Any, symbol: str | None, group: str | None, ticket: int | None
     ) -> tuple[TradePosition, ...]:
+        shown = self._shown_positions()
         if symbol is not None:
             rows: Iterable[TradePosition] = self.valuer.structs(
-                p for p in self.book.positions.values() if p.symbol == symbol
+                p for p in shown.values() if p.symbol == symbol
             )
         elif ticket is not None:
-            pos = self.book.positions.get(ticket)
+            pos = shown.get(ticket)
             rows = self.valuer.structs([pos]) if pos is not None else ()
+        elif shown is self.book.positions:
+            rows = self.valuer.all()  # cached
         else:
-            rows = self.valuer.all()
+            rows = self.valuer.structs(shown.values())
         if group is not None:
             match = matcher(group)
             rows = [p for p in rows if match(p.symbol)]
@@ -475,38 +492,70 @@ class SimTerminal:
 
     def _order_send(self, req: TradeRequest) -> OrderSendResult:
         self._request_id += 1
+        result = self._execute(req)
+        lost = self._faults.lost_reply()  # drawn on every call, so forced losses do not shift the sequence
+        if self._reply_lost():
+            lost = IPC_TIMEOUT
+        if lost is not None:
+            raise lost  # processed all the same: only the caller does not know the outcome
+        return result
+
+    def _reply_lost(self) -> bool:
+        """Use up one of the control file's ``lose_next_replies`` (under the state file's write lock)."""
+        if self._control.control.lose_next_replies <= 0:
+            return False
+        with self._store.transaction():
+            taken = take_lost_reply(self.state_file)
+        self._poll_control()
+        return taken
+
+    def _execute(self, req: TradeRequest) -> OrderSendResult:
         try:
             self._client_checks()
             with self._store.transaction():
                 self._sync()
                 plan = self.engine.plan(req)
                 fault = self._faults.send_fault() if plan.kind != "sltp" else None
-                if fault is not None:
+                if fault is not None and not self._faults.executes(fault):
                     return self._fault_result(fault, plan, req)
+                plan = self._maybe_partial(plan)
                 ch, deal, order = self.engine.changes(plan)
                 self._store.write(ch, self.book.account)
         except Rejected as r:
             return OrderSendResult(
                 r.retcode, 0, 0, 0.0, 0.0, 0.0, 0.0, COMMENTS.get(r.retcode, ""), 0, 0, req
             )
+        self._lag.executing(self._t, self.book)
         self.book.apply(ch)
+        if fault is not None:  # executed, yet answered 10011/10012: the truly ambiguous case
+            return self._fault_result(fault, plan, req)
         executed = plan.kind != "sltp"  # a modification reports no deal, order, volume or prices
+        retcode = C.TRADE_RETCODE_DONE_PARTIAL if plan.requested else C.TRADE_RETCODE_DONE
         return OrderSendResult(
-            retcode=C.TRADE_RETCODE_DONE,
+            retcode=retcode,
             deal=deal,
             order=order,
             volume=plan.volume,
             price=plan.price,
             bid=plan.bid if executed else 0.0,
             ask=plan.ask if executed else 0.0,
-            comment=COMMENTS[C.TRADE_RETCODE_DONE],
+            comment=COMMENTS[retcode],
             request_id=self._request_id,
             retcode_external=0,
             request=req,
         )
 
+    def _maybe_partial(self, plan: Plan) -> Plan:
+        """An IOC open, increase or close may fill only partly (``partial_fill_rate``); FOK never does."""
+        if plan.kind not in ("open", "increase", "close") or plan.req.type_filling != C.ORDER_FILLING_IOC:
+            return plan
+        held = plan.pos.volume if plan.kind == "close" and plan.pos is not None else None
+        filled = self._faults.partial_volume(plan.spec, plan.volume, held)
+        return plan if filled is None else self.engine.partial(plan, filled)
+
     def _fault_result(self, retcode: int, plan: Plan, req: TradeRequest) -> OrderSendResult:
-        """An injected refusal; a requote carries the new prices, like the real one."""
+        """An injected answer (a refusal, or 10011/10012 whether executed or not) with no deal or order;
+        a requote carries the new prices, like the real one."""
         bid, ask = (plan.bid, plan.ask) if retcode == C.TRADE_RETCODE_REQUOTE else (0.0, 0.0)
         return OrderSendResult(retcode, 0, 0, 0.0, 0.0, bid, ask, COMMENTS.get(retcode, ""), 0, 0, req)
 
@@ -549,7 +598,8 @@ class SimTerminal:
         )
 
     def _history(self, *args: Any) -> tuple[Any, ...]:
-        return history(self.book, *args)
+        """``args`` end with ``deals`` (True: deals, False: history orders)."""
+        return self._lag.history(self._t, history(self.book, *args), args[-1])
 
     # ------------------------------------------------------------------ simulator extras (not MT5 API)
     def start_trader(self) -> None:
