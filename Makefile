@@ -23,10 +23,11 @@ chromium:
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 lint: install
-	$(VENV)/bin/ruff check fxnb tests
+	$(VENV)/bin/ruff check fxnb tests conftest.py
 
 test: install chromium lint
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks/
 
 demo: install
 	$(VENV)/bin/fxnb demo

@@ -26,12 +26,12 @@ from typing import Any
 
 import pandas as pd
 
-from fxnb.commands import Command, CommandDir, CommandType
+from fxnb.commands import Command, CommandDir, CommandType, command_file_name
 from fxnb.config import Config, load_config
 from fxnb.errors import StorageError
 from fxnb.status import monitor_health
 from fxnb.storage import Reader, frames
-from fxnb.widgets.context import FINAL_STATUSES, config_path_from_env, matches_bulk
+from fxnb.widgets.context import FINAL_STATUSES, config_path_from_env, find_operation, matches_bulk
 
 ConfigLike = Config | str | os.PathLike[str] | None
 
@@ -135,8 +135,11 @@ def operations(last: int = 50, *, source: str | None = None, config: ConfigLike 
 
 
 def operation(command_id: str, *, config: ConfigLike = None) -> dict[str, Any] | None:
-    """One operation by command id, with its per-ticket ``results`` list, or None if not recorded (yet)."""
-    return _with_reader(config, lambda r: r.operation(command_id))
+    """One operation by command id, with its per-ticket ``results`` list, or None if not recorded (yet).
+
+    A file the monitor rejected is recorded without its id; it is found by its file name.
+    """
+    return _with_reader(config, lambda r: find_operation(r, command_id, command_file_name(command_id)))
 
 
 def results(command_id: str | None = None, *, last: int = 50, config: ConfigLike = None) -> pd.DataFrame:
@@ -147,7 +150,10 @@ def results(command_id: str | None = None, *, last: int = 50, config: ConfigLike
     retcode, message, attempts, finished_at (UTC).
     """
     def load(r: Reader) -> list[dict[str, Any]]:
-        ops = [r.operation(command_id)] if command_id is not None else r.operations(last)
+        if command_id is not None:
+            ops = [find_operation(r, command_id, command_file_name(command_id))]
+        else:
+            ops = r.operations(last)
         rows = []
         for op in ops:
             if op is None:
@@ -160,6 +166,7 @@ def results(command_id: str | None = None, *, last: int = 50, config: ConfigLike
             "closed_volume", "price", "profit", "retcode", "message", "attempts", "finished_at"]
     df = pd.DataFrame(_with_reader(config, load), columns=cols)
     df["finished_at"] = pd.to_datetime(df["finished_at"], utc=True, format="ISO8601")
+    df["retcode"] = df["retcode"].astype("Int64")  # None (nothing sent) stays <NA>, codes stay integers
     return df
 
 
@@ -233,7 +240,7 @@ def _command_id(command: Command | str) -> str:
 
 def _poll(command_id: str, cfg: Config) -> dict[str, Any] | None:
     try:
-        return _with_reader(cfg, lambda r: r.operation(command_id))
+        return _with_reader(cfg, lambda r: find_operation(r, command_id, command_file_name(command_id)))
     except StorageError:
         return None
 
@@ -301,6 +308,11 @@ def close_all(*, symbol: str | None = None, side: str | None = None, magic: int 
     return send_command("all", symbol=symbol, side=side, magic=magic, config=config, **kwargs)
 
 
+def flatten(*, config: ConfigLike = None, **kwargs: Any) -> Command:
+    """The monitor's emergency command: pause the rules, close everything, cancel pending orders, verify flat."""
+    return send_command("flatten", config=config, **kwargs)
+
+
 def pause_rules(*, config: ConfigLike = None, **kwargs: Any) -> Command:
     """Stop the automatic profit rules (operator commands still run)."""
     return send_command("pause_rules", config=config, **kwargs)
@@ -359,6 +371,7 @@ __all__ = [
     "console",
     "dashboard",
     "events",
+    "flatten",
     "floating_by_symbol",
     "health",
     "operation",

@@ -111,6 +111,28 @@ def monitor(config_path: Path | None) -> None:
 
 
 @cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8866, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address (loopback by default).")
+@_config_option
+def dashboard(port: int, host: str, config_path: Path | None) -> None:
+    """Serve the Voila dashboard (sources stripped, no tracebacks) for this workspace."""
+    from fxnb.dashboard import serve_dashboard
+
+    sys.exit(serve_dashboard(_load(config_path), port=port, host=host))
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Demo workspace (default ./.fxnb/demo, created on first run).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8866, show_default=True)
+def demo(directory: Path | None, port: int) -> None:
+    """Start the monitor and the dashboard together on the simulated terminal; Ctrl-C stops both."""
+    from fxnb.dashboard import run_demo
+
+    sys.exit(run_demo(directory, port=port))
+
+
+@cli.command()
 @_config_option
 def terminal(config_path: Path | None) -> None:
     """Read the account and open positions straight from the terminal, through the adapter."""

@@ -70,7 +70,9 @@ def load_credentials(env: Mapping[str, str] | None = None, *, repo_root: Path | 
             raise ConfigError(f"secrets file {path}: expected a JSON object with login, password, server")
         unknown = set(loaded) - {"login", "password", "server"}
         if unknown:
-            raise ConfigError(f"secrets file {path}: unknown key(s) {sorted(unknown)}; allowed: login, password, server")
+            raise ConfigError(
+                f"secrets file {path}: unknown key(s) {sorted(unknown)}; allowed: login, password, server"
+            )
         file_values = loaded
     login = _login(env.get(ENV_LOGIN) or file_values.get("login"), ENV_LOGIN if env.get(ENV_LOGIN) else str(path))
     password = env.get(ENV_PASSWORD) or file_values.get("password")

@@ -15,7 +15,9 @@ def _age(iso: str | None, now: float) -> float | None:
     return now - datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def monitor_health(heartbeat: dict[str, Any] | None, check_interval: float, *, now: float | None = None) -> dict[str, Any]:
+def monitor_health(
+    heartbeat: dict[str, Any] | None, check_interval: float, *, now: float | None = None
+) -> dict[str, Any]:
     """Heartbeat plus a verdict. STALE once the monitor has not written for 2 x check_interval."""
     now = time.time() if now is None else now
     if not heartbeat:

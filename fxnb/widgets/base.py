@@ -98,6 +98,8 @@ class Panel(w.VBox):
         super().__init__(**kwargs)
         self.add_class("fxnb-panel")
         self.add_class(self.css_class)
+        if not console.health:  # first panel on this console: know whether the monitor is alive
+            console.update_health()
 
     def _compose(self, *body: w.Widget) -> None:
         self.children = (stylesheet(), self.title, *body, self.message)

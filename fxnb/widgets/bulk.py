@@ -129,7 +129,7 @@ class BulkActionsPanel(Panel):
                 "<div class='fxnb-muted'>The monitor chooses the tickets again when it runs the command, "
                 "so a position that turns around before then is left alone.</div>")
         stale = ""
-        if self.console.stale:
+        if self.console.is_stale():
             stale = ('<div class="fxnb-warning">The monitor is not running: the command will wait in the queue '
                      f"and expire after {self.console.config.commands.max_age_seconds:g} s unless it restarts.</div>")
         return f"<div>{head}</div>{body}{stale}", targets

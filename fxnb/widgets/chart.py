@@ -44,7 +44,7 @@ class EquityChart(Panel):
         super().__init__(console, **kwargs)
         self.max_points = max_points
         self.window = w.ToggleButtons(options=[label for label, _ in WINDOWS], value=window,
-                                      style={"button_width": "64px"})
+                                      style={"button_width": "72px"})
         self.window.add_class("chart-window")
         self.info = w.HTML()
         self.info.add_class("chart-info")
@@ -55,9 +55,10 @@ class EquityChart(Panel):
         self.equity_lines = bq.Lines(x=empty_x, y=np.zeros((2, 0)), scales={"x": x, "y": y},
                                      labels=["equity", "balance"], colors=["#1e88e5", "#9e9e9e"],
                                      display_legend=True, stroke_width=2)
+        self.equity_x_axis = bq.Axis(scale=x, label="UTC", tick_format="%H:%M:%S")
         self.equity_figure = bq.Figure(
             marks=[self.equity_lines],
-            axes=[bq.Axis(scale=x, label="UTC", tick_format="%H:%M"),
+            axes=[self.equity_x_axis,
                   bq.Axis(scale=y, orientation="vertical", tick_format=",.0f")],
             layout=w.Layout(height="240px", width="100%"),
             fig_margin={"top": 10, "bottom": 35, "left": 70, "right": 15},
@@ -69,16 +70,18 @@ class EquityChart(Panel):
         y2 = bq.LinearScale()
         self.pnl_lines = bq.Lines(x=empty_x, y=np.zeros(0), scales={"x": x2, "y": y2},
                                   colors=["#6a1b9a"], fill="bottom", fill_opacities=[0.15], stroke_width=1.5)
+        self.pnl_x_axis = bq.Axis(scale=x2, label="UTC", tick_format="%H:%M:%S")
         self.pnl_figure = bq.Figure(
             marks=[self.pnl_lines],
-            axes=[bq.Axis(scale=x2, label="UTC", tick_format="%H:%M"),
-                  bq.Axis(scale=y2, orientation="vertical", tick_format=",.0f", label="floating P/L")],
+            axes=[self.pnl_x_axis,
+                  bq.Axis(scale=y2, orientation="vertical", tick_format=",.0f")],
             layout=w.Layout(height="170px", width="100%"),
             fig_margin={"top": 10, "bottom": 35, "left": 70, "right": 15},
         )
         self.pnl_figure.add_class("chart-pnl")
 
-        self._compose(w.HBox([self.window, self.info]), self.equity_figure, self.pnl_figure)
+        pnl_title = w.HTML('<span class="fxnb-muted">floating P/L (profit + swap of the open book)</span>')
+        self._compose(w.HBox([self.window, self.info]), self.equity_figure, pnl_title, self.pnl_figure)
         self._last_key: tuple[Any, ...] | None = None
         self.window.observe(lambda _c: self.refresh(force=True), names="value")
         self.refresh()
@@ -108,6 +111,10 @@ class EquityChart(Panel):
         equity = np.array([r["equity"] for r in rows], dtype=float)
         balance = np.array([r["balance"] for r in rows], dtype=float)
         pnl = np.array([r["net_profit"] for r in rows], dtype=float)
+        span = float(ts[-1] - ts[0])
+        fmt = "%H:%M:%S" if span < 1800 else "%H:%M" if span < 2 * 86400 else "%m-%d %H:%M"
+        set_if_changed(self.equity_x_axis, "tick_format", fmt)
+        set_if_changed(self.pnl_x_axis, "tick_format", fmt)
         self._assign(x, np.vstack([equity, balance]), pnl)
         thinned = " (thinned)" if len(rows) >= self.max_points else ""
         set_if_changed(self.info, "value", f'<span class="fxnb-muted">{len(rows)} points{thinned} · '

@@ -75,6 +75,20 @@ def matches_bulk(position: dict[str, Any], cmd_type: str, *, symbol: str | None 
     return cmd_type == "all"
 
 
+def find_operation(reader: Reader, command_id: str, file_name: str | None = None,
+                   scan: int = 500) -> dict[str, Any] | None:
+    """``reader.operation(command_id)``, else the newest id-less operation recorded for ``file_name``
+    among the last ``scan`` (how the monitor records a command file it rejected)."""
+    op = reader.operation(command_id)
+    if op is not None or not file_name:
+        return op
+    for row in reader.operations(scan):
+        if row.get("command_id") is None and row.get("file_name") == file_name:
+            row["results"] = reader.results(row["id"])
+            return row
+    return None
+
+
 class Console(t.HasTraits):
     """Shared state of a set of panels (one per kernel, usually).
 
@@ -109,13 +123,14 @@ class Console(t.HasTraits):
         super().__init__()
         self.config = config
         self._reader_factory = reader_factory or (lambda: Reader(config.paths.database))
+        self.requested_by = requested_by
+        self.clock = clock
         self.commands = commands or CommandDir(
             config.paths.commands,
             max_age_seconds=config.commands.max_age_seconds,
             max_bytes=config.commands.max_file_bytes,
+            clock=self.now_utc,
         )
-        self.requested_by = requested_by
-        self.clock = clock
         self.sent: list[SentCommand] = []
         self._reader: Reader | None = None
         self._cache: dict[str, tuple[int, Any]] = {}
@@ -217,8 +232,14 @@ class Console(t.HasTraits):
     def operations(self, last: int = 50) -> list[dict[str, Any]]:
         return self.read(f"operations:{last}", lambda r: r.operations(last), [])
 
-    def operation(self, command_id: str) -> dict[str, Any] | None:
-        return self.read(f"operation:{command_id}", lambda r: r.operation(command_id), None)
+    def operation(self, command_id: str, file_name: str | None = None) -> dict[str, Any] | None:
+        """The operation of ``command_id``; failing that, one recorded under ``file_name`` only.
+
+        The monitor records a file it rejects without its id (``command_id`` NULL,
+        ``file_name`` set), so a console that wrote ``cmd_X.json`` finds the verdict by name.
+        """
+        return self.read(f"operation:{command_id}:{file_name}",
+                         lambda r: find_operation(r, command_id, file_name), None)
 
     def results(self, op_id: int) -> list[dict[str, Any]]:
         return self.read(f"results:{op_id}", lambda r: r.results(op_id), [])
@@ -254,6 +275,10 @@ class Console(t.HasTraits):
         self.health = health
         self.stale = bool(health["stale"])
         return health
+
+    def is_stale(self) -> bool:
+        """Fresh verdict now (for a preview about to be shown), also updating ``health``/``stale``."""
+        return bool(self.update_health()["stale"])
 
     # -- acting --------------------------------------------------------------------------------------
 

@@ -87,7 +87,12 @@ class LiveRefresh:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
-            self.tick()
+            try:
+                self.tick()
+            except Exception as exc:  # never let the loop die silently: a dead loop looks like a live page
+                log.exception("refresh tick failed")
+                self.errors.append(f"tick: {exc!r}")
+                del self.errors[:-20]
             await asyncio.sleep(max(0.05, self.period - (loop.time() - started)))
 
     def start(self) -> asyncio.Task[None]:

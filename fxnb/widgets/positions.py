@@ -23,6 +23,8 @@ from fxnb.widgets.base import ConfirmBar, Panel, guarded, set_if_changed
 from fxnb.widgets.context import Console
 
 ALL = ""
+NO_CHOICE = 0  # the ticket dropdown's "nothing chosen" value (tickets are >= 1)
+NO_CHOICE_LABEL = "— choose a position —"
 
 SORT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("P/L", "pnl"),
@@ -94,7 +96,7 @@ class PositionsPanel(Panel):
         self.grid = w.HTML(layout=w.Layout(overflow="auto", max_height="520px"))
         self.grid.add_class("positions-grid")
 
-        self.ticket = w.Dropdown(options=[("— choose a position —", None)], value=None, description="Ticket",
+        self.ticket = w.Dropdown(options=[(NO_CHOICE_LABEL, NO_CHOICE)], value=NO_CHOICE, description="Ticket",
                                  layout=w.Layout(width="340px"))
         self.ticket.add_class("positions-ticket")
         self.close_button = w.Button(description="Close", button_style="warning",
@@ -147,7 +149,7 @@ class PositionsPanel(Panel):
         return len(self._positions)
 
     def position(self, ticket: int | None) -> dict[str, Any] | None:
-        if ticket is None:
+        if not ticket:
             return None
         for p in self._positions:
             if p["ticket"] == ticket:
@@ -186,7 +188,7 @@ class PositionsPanel(Panel):
                        f'<span class="fxnb-muted">page {self.page + 1} / {self._pages()}</span>')
         set_if_changed(self.prev_button, "disabled", self.page == 0)
         set_if_changed(self.next_button, "disabled", self.page >= self._pages() - 1)
-        nothing = self.ticket.value is None
+        nothing = not self.ticket.value
         set_if_changed(self.close_button, "disabled", nothing)
         set_if_changed(self.partial_button, "disabled", nothing)
 
@@ -204,15 +206,15 @@ class PositionsPanel(Panel):
 
     def _update_tickets(self) -> None:
         rows = self._page_rows
-        options = [("— choose a position —", None),
+        options = [(NO_CHOICE_LABEL, NO_CHOICE),
                    *((f"{p['ticket']} · {p['symbol']} {p['type']} {p['volume']:g} lots", p["ticket"]) for p in rows)]
         current = self.ticket.value
         if list(self.ticket.options) != options:
-            keep = current if any(p["ticket"] == current for p in rows) else None
+            keep = current if any(p["ticket"] == current for p in rows) else NO_CHOICE
             with self.ticket.hold_trait_notifications():
                 self.ticket.options = options
                 self.ticket.value = keep
-        self.selected = self.ticket.value
+        self.selected = self.ticket.value or None
 
     def _summary(self, view: list[dict[str, Any]], start: int) -> str:
         cur = self.console.currency
@@ -262,7 +264,7 @@ class PositionsPanel(Panel):
         self.ticket.value = ticket
 
     def _on_ticket(self, change: dict[str, Any]) -> None:
-        self.selected = change["new"]
+        self.selected = change["new"] or None
         self._render()
 
     def _on_partial_mode(self, change: dict[str, Any]) -> None:
@@ -277,7 +279,7 @@ class PositionsPanel(Panel):
             self.partial_amount.value = round(pos["volume"] / 2, 2) if pos else 0.01
 
     def _stale_warning(self) -> str:
-        if not self.console.stale:
+        if not self.console.is_stale():
             return ""
         return ('<div class="fxnb-warning">The monitor is not running: the command will wait in the queue '
                 f"and expire after {self.console.config.commands.max_age_seconds:g} s unless it restarts.</div>")

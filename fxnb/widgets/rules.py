@@ -87,8 +87,12 @@ class RulesPanel(Panel):
             badge = '<span class="fxnb-badge">unknown</span>'
         elif self.paused:
             badge = '<span class="fxnb-badge paused">PAUSED</span>'
+        elif running_mode == "off":
+            badge = '<span class="fxnb-badge">OFF</span>'
+        elif running_mode == "dry_run":
+            badge = '<span class="fxnb-badge paused">DRY RUN</span>'
         else:
-            badge = f'<span class="fxnb-badge {"live" if running_mode == "live" else ""}">ACTIVE</span>'
+            badge = '<span class="fxnb-badge live">ACTIVE</span>'
         pending = ""
         if self.requested:
             pending = f' · <span class="fxnb-muted">{self.requested} requested, waiting for the monitor</span>'

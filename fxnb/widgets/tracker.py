@@ -88,7 +88,7 @@ class CommandTracker(Panel):
         super().__init__(console, **kwargs)
         self.limit = limit
         self.source = w.ToggleButtons(options=[("Operator commands", "operator"), ("All, with rule closes", "all")],
-                                      value="operator", style={"button_width": "150px"})
+                                      value="operator", style={"button_width": "175px"})
         self.source.add_class("tracker-source")
         self.table = w.HTML(layout=w.Layout(overflow="auto"))
         self.table.add_class("tracker-table")
@@ -110,16 +110,14 @@ class CommandTracker(Panel):
         ops = self.console.operations(200)
         if self.source.value == "operator":
             ops = [op for op in ops if op.get("source") == "operator"]
-        recorded = {op.get("command_id") for op in ops}
-        local = [_local_row(item, now) for item in self.console.sent if item.id not in recorded]
-        if local:
-            # a local command the monitor recorded long ago may have scrolled out of the 200 newest:
-            # look it up by id before calling it queued
-            still = []
-            for row in local:
-                op = self.console.operation(row["command_id"])
-                still.append(op if op is not None else row)
-            local = still
+        recorded = {op.get("command_id") for op in ops} | {op.get("file_name") for op in ops}
+        local = []
+        for item in self.console.sent:
+            if item.id in recorded or item.command.file_name in recorded:
+                continue
+            # not among the newest rows: recorded long ago, or (rejected files) recorded by file name only
+            op = self.console.operation(item.id, item.command.file_name)
+            local.append(op if op is not None else _local_row(item, now))
         merged = [*local, *ops]
         merged.sort(key=_created, reverse=True)
         self.rows = merged[: self.limit]
@@ -148,7 +146,7 @@ class CommandTracker(Panel):
         set_if_changed(self.table, "value", self._table())
         options = [("latest command", LATEST),
                    *((f"{r['status']:<10} {_describe_params(r['operation_type'], r.get('params') or {})} "
-                      f"· {short_id(r.get('command_id'))}", r.get("command_id") or f"row-{r.get('id')}")
+                      f"· {_label(r)}", r.get("command_id") or f"row-{r.get('id')}")
                      for r in self.rows)]
         if list(self.select.options) != options:
             current = self.select.value
@@ -173,7 +171,7 @@ class CommandTracker(Panel):
                 f'<tr data-command-id="{esc(cid)}" data-status="{esc(status)}" '
                 f'data-type="{esc(r["operation_type"])}" data-source="{esc(r.get("source"))}">'
                 f'<td><span class="fxnb-badge {esc(status)}">{esc(status)}</span></td>'
-                f'<td title="{esc(cid)}"><code>{esc(short_id(cid))}</code></td>'
+                f'<td title="{esc(cid or r.get("file_name"))}"><code>{esc(_label(r))}</code></td>'
                 f'<td>{esc(_describe_params(r["operation_type"], r.get("params") or {}))}</td>'
                 f"<td>{esc(by)}</td><td>{esc(clock(r.get('created_at')))}</td>"
                 f"<td>{esc(clock(r.get('finished_at')))}</td>"
@@ -258,6 +256,13 @@ def _expiry(row: dict[str, Any]) -> float:
 def _created(row: dict[str, Any]) -> float:
     dt = parse_time(row.get("created_at"))
     return dt.timestamp() if dt else 0.0
+
+
+def _label(row: dict[str, Any]) -> str:
+    """``#<row id> …<end of the command id>``: rule ids share their suffix, row ids never collide."""
+    cid = row.get("command_id")
+    tail = short_id(cid) if cid else (row.get("file_name") or "no id")
+    return f"#{row['id']} {tail}" if row.get("id") is not None else tail
 
 
 def _result_badge(status: str) -> str:
