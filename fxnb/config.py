@@ -20,6 +20,8 @@ from fxnb.alerts.schema import ALERTS_DEFAULTS, ALERTS_SCHEMA, AlertSettings, re
 from fxnb.configspec import Bool, Choice, Free, Num, Str, check_value, type_name
 from fxnb.credentials import Credentials, load_credentials
 from fxnb.errors import ConfigError
+from fxnb.guards.schema import GUARDS_DEFAULTS, GUARDS_SCHEMA
+from fxnb.guards.settings import GuardSettings
 
 CONFIG_ENV = "FXNB_CONFIG"
 SECRET_KEYS = {"password", "login", "server", "token", "secret", "api_key"}
@@ -90,6 +92,7 @@ SCHEMA: dict[str, Any] = {
         "downsample_seconds": Num(1, 86400, integer=True),
     },
     "alerts": ALERTS_SCHEMA,
+    "guards": GUARDS_SCHEMA,
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -109,6 +112,7 @@ DEFAULTS: dict[str, Any] = {
     "http": {"host": "127.0.0.1", "port": 8765, "token_env": None},
     "storage": {"retention_days": 30, "full_resolution_hours": 24, "downsample_seconds": 60},
     "alerts": ALERTS_DEFAULTS,
+    "guards": GUARDS_DEFAULTS,
 }
 
 
@@ -194,6 +198,7 @@ class Config:
     http: HttpConfig
     storage: StorageConfig
     alerts: AlertSettings
+    guards: GuardSettings
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
     warnings: tuple[str, ...] = ()
 
@@ -328,6 +333,7 @@ def config_from_mapping(given: Any, *, path: Path) -> Config:
         http=HttpConfig(**ht),
         storage=StorageConfig(**st),
         alerts=alerts,
+        guards=GuardSettings.from_mapping(data["guards"]),
         raw=data,
         warnings=tuple(warnings),
     )

@@ -342,7 +342,7 @@ class CloseJob:
                 deals: Iterable[int] = ()) -> CloseResult:
         message = "; ".join([m for m in [self.message, *self.notes] if m])
         if status is CloseStatus.CLOSED and self.retcode == rc.DONE:
-            message = "; ".join(self.notes) or rc.describe(rc.DONE)
+            message = "; ".join(self.notes) or self.message or rc.describe(rc.DONE)
         return CloseResult(
             ticket=self.ticket,
             status=status,

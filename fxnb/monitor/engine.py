@@ -8,6 +8,7 @@ the ``Store`` (the only writer) is used from a single thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -15,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from fxnb import __version__, rules
@@ -24,11 +24,14 @@ from fxnb.broker import Broker
 from fxnb.commands import CommandDir
 from fxnb.config import Config
 from fxnb.errors import BrokerError, BrokerUnavailable
+from fxnb.guards import spread_warning
 from fxnb.models import CloseResult, CloseStatus, Snapshot
 from fxnb.monitor.intake import CommandIntake
 from fxnb.monitor.logs import kv
+from fxnb.monitor.protect import Protection
 from fxnb.monitor.reconcile import Reconciler
-from fxnb.monitor.targets import DRY_RUN_KEY, PAUSED_KEY, iso, select_targets
+from fxnb.monitor.ruling import RuleRunner
+from fxnb.monitor.targets import PAUSED_KEY, iso, select_targets
 from fxnb.storage import Store
 
 log = logging.getLogger("fxnb.monitor")
@@ -51,7 +54,7 @@ class Health:
     started_at: float = field(default_factory=time.time)
 
 
-class Engine(CommandIntake, Reconciler):
+class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
     """Poll, decide, execute, record. One instance per monitor process."""
 
     def __init__(self, cfg: Config, broker: Broker, store: Store, commands: CommandDir,
@@ -139,7 +142,7 @@ class Engine(CommandIntake, Reconciler):
             return False
         self._record_snapshot(snap, now)
         if self.health.connected:
-            self._apply_rules(snap, now)
+            self.apply_automation(snap, now)
         self.health.poll_duration_ms = (time.perf_counter() - started) * 1000
         self.health.last_poll_at = now
         self.health.last_poll_ok = True
@@ -179,57 +182,6 @@ class Engine(CommandIntake, Reconciler):
         self.store.mark_closed(ticket, realised_profit=realised, reason="external", closed_at=now)
         log.info(kv("closed_outside_fxnb", ticket=ticket, realised=realised))
 
-    # ---------------------------------------------------------------- rules
-    def _apply_rules(self, snap: Snapshot, now: float) -> None:
-        s = self.rule_settings
-        if s.rules_mode == "off" or self.paused or not snap.positions:
-            return
-        specs = {}
-        for sym in sorted({p.symbol for p in snap.positions}):
-            try:
-                specs[sym] = self.broker.symbol(sym)
-            except BrokerError as exc:
-                log.warning(kv("symbol_unavailable", symbol=sym, error=str(exc)))
-        decisions = rules.evaluate(
-            snap.positions, snap.account, s, specs=specs, partial_done=self.store.partial_closed_tickets(),
-            now=datetime.fromtimestamp(now, UTC), paused=False,
-        )
-        if not decisions:
-            return
-        fired = set(map(tuple, self.store.get_rule_state(DRY_RUN_KEY, [])))
-        for d in decisions:
-            if s.rules_mode == "dry_run":
-                if (d.ticket, d.rule) in fired:
-                    continue
-                fired.add((d.ticket, d.rule))
-            self._execute_rule(d, now, dry_run=s.rules_mode == "dry_run")
-        if s.rules_mode == "dry_run":
-            self.store.set_rule_state(DRY_RUN_KEY, sorted(fired))
-
-    def _execute_rule(self, d: rules.CloseDecision, now: float, *, dry_run: bool) -> None:
-        cmd_id = f"rule-{d.rule}-{d.ticket}-{int(now * 1000)}"
-        op_type = "single" if d.full else "partial"
-        params = {"reason": d.reason, "rule": d.rule, "volume": d.volume, "dry_run": dry_run}
-        op_id = self.store.create_operation(
-            cmd_id, op_type, source="rule", requested_by=f"rule:{d.rule}", params=params,
-            timestamp=iso(now), created_at=iso(now), expires_at=None, file_name=None,
-        )
-        self.store.claim_operation(op_id, target_tickets=[d.ticket], claimed_at=iso(now))
-        if dry_run:
-            res = CloseResult(ticket=d.ticket, status=CloseStatus.DRY_RUN, requested_volume=d.volume,
-                              message=f"dry run: would close {d.volume} lots ({d.reason})")
-            results = [res]
-            self.store.add_result(op_id, res, finished_at=iso(self.clock()))
-        else:
-            results = self._close_tickets(op_id, [d.ticket], volume=None if d.full else d.volume,
-                                          reason="rule", partial_rule=not d.full)
-        status = self._final_status(results)
-        self.store.finish_operation(op_id, status, finished_at=iso(self.clock()))
-        log.info(kv("rule_action", rule=d.rule, ticket=d.ticket, volume=d.volume, reason=d.reason,
-                    dry_run=dry_run, status=status))
-        self.emit("info", "rule_close", f"{d.rule}: ticket {d.ticket} {d.volume} lots: {d.reason}",
-                         {"operation": cmd_id, "status": status, "dry_run": dry_run})
-
     # ---------------------------------------------------------------- execution
     def _close_tickets(self, op_id: int, tickets: list[int], *, volume: float | None = None,
                        percent: float | None = None, reason: str, partial_rule: bool = False) -> list[CloseResult]:
@@ -238,6 +190,8 @@ class Engine(CommandIntake, Reconciler):
         with self.exec_lock:
             for t in tickets:
                 res = self._close_one(t, volume=volume, percent=percent)
+                if reason == "command" and self.cfg.guards.spread.enabled:
+                    res = self._with_spread_warning(res)
                 results.append(res)
                 self.store.add_result(op_id, res, finished_at=iso(self.clock()))
                 now = self.clock()
@@ -247,6 +201,16 @@ class Engine(CommandIntake, Reconciler):
                 if partial_rule and res.status in (CloseStatus.CLOSED, CloseStatus.PARTIAL):
                     self.store.mark_partial_closed(t, at=now)
         return results
+
+    def _with_spread_warning(self, res: CloseResult) -> CloseResult:
+        """Operator closes go through a wide spread, but the result says so."""
+        if not res.symbol or res.status not in (CloseStatus.CLOSED, CloseStatus.PARTIAL):
+            return res
+        try:
+            warning = spread_warning(self.broker.market(res.symbol), self.cfg.guards.spread)
+        except BrokerError:
+            return res
+        return dataclasses.replace(res, message=f"{res.message} (warning: {warning})") if warning else res
 
     def _close_one(self, ticket: int, *, volume: float | None, percent: float | None) -> CloseResult:
         try:

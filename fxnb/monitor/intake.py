@@ -15,6 +15,7 @@ from fxnb.commands import Command, is_expired, parse_command
 from fxnb.errors import BrokerError, CommandError
 from fxnb.models import CloseStatus
 from fxnb.monitor.logs import kv
+from fxnb.monitor.protect import PAUSED_BY_KEY
 from fxnb.monitor.targets import BULK_TYPES, PAUSED_KEY, iso, select_targets
 from fxnb.storage import DuplicateCommand
 
@@ -132,6 +133,10 @@ class CommandIntake(_Base):
         if cmd.type in ("pause_rules", "resume_rules"):
             paused = cmd.type == "pause_rules"
             self.store.set_rule_state(PAUSED_KEY, paused)
+            if paused:
+                self.store.set_rule_state(PAUSED_BY_KEY, f"operator:{cmd.requested_by or 'operator'}")
+            else:
+                self.unlock_guards(now)
             self.store.claim_operation(op_id, target_tickets=[], claimed_at=_iso(now))
             self.store.finish_operation(op_id, "completed", finished_at=_iso(self.clock()))
             self.emit("info", "rules_paused" if paused else "rules_resumed",

@@ -40,20 +40,7 @@ _HEARTBEAT_BOOLS = ("last_poll_ok", "connected", "terminal_trade_allowed", "rule
 #   the close and its record), its realised_profit.
 # So a position closed by a command or rule counts through its close results,
 # whatever the caller stored in realised_profit.
-_REALISED_CTE = """
-WITH fx AS (
-    SELECT ticket, symbol, profit, finished_at AS at
-    FROM close_results WHERE status IN ('closed', 'partial')
-),
-fx_by_ticket AS (SELECT ticket, SUM(profit) AS profit FROM fx GROUP BY ticket),
-rest AS (
-    SELECT p.ticket, p.symbol, p.realised_profit - COALESCE(f.profit, 0.0) AS profit, p.closed_at AS at
-    FROM position_tracking p LEFT JOIN fx_by_ticket f ON f.ticket = p.ticket
-    WHERE p.status = 'closed' AND p.realised_profit IS NOT NULL
-      AND (p.close_reason = 'external' OR f.ticket IS NULL)
-),
-realised AS (SELECT ticket, symbol, profit, at FROM fx UNION ALL SELECT ticket, symbol, profit, at FROM rest)
-"""
+
 
 
 class Reader:
@@ -275,7 +262,7 @@ class Reader:
         outside fxnb, their ``realised_profit``, without counting anything twice.
         """
         return self._all(
-            _REALISED_CTE
+            schema.REALISED_CTE
             + """
             SELECT symbol, SUM(profit) AS profit, COUNT(DISTINCT ticket) AS positions
             FROM realised WHERE at >= :since GROUP BY symbol ORDER BY profit DESC, symbol
@@ -292,7 +279,7 @@ class Reader:
         server day, or the operator's local day).
         """
         return self._all(
-            _REALISED_CTE
+            schema.REALISED_CTE
             + """
             SELECT date(at, :shift) AS day, SUM(profit) AS profit, COUNT(DISTINCT ticket) AS positions
             FROM realised WHERE at >= :since GROUP BY day ORDER BY day

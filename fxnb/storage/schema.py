@@ -279,3 +279,21 @@ def apply_migrations(db: Database) -> list[str]:
     except sqlite3.Error as exc:
         raise StorageError(f"could not apply schema migrations: {exc}") from exc
     return pending
+
+
+# Realised P/L rows (ticket, symbol, profit, at): fxnb's own closes from close_results, plus for
+# positions closed outside fxnb their realised_profit less what fxnb already counted.
+REALISED_CTE = """
+WITH fx AS (
+    SELECT ticket, symbol, profit, finished_at AS at
+    FROM close_results WHERE status IN ('closed', 'partial')
+),
+fx_by_ticket AS (SELECT ticket, SUM(profit) AS profit FROM fx GROUP BY ticket),
+rest AS (
+    SELECT p.ticket, p.symbol, p.realised_profit - COALESCE(f.profit, 0.0) AS profit, p.closed_at AS at
+    FROM position_tracking p LEFT JOIN fx_by_ticket f ON f.ticket = p.ticket
+    WHERE p.status = 'closed' AND p.realised_profit IS NOT NULL
+      AND (p.close_reason = 'external' OR f.ticket IS NULL)
+),
+realised AS (SELECT ticket, symbol, profit, at FROM fx UNION ALL SELECT ticket, symbol, profit, at FROM rest)
+"""

@@ -814,6 +814,15 @@ class Store:
     # -- monitor health, events, durable rule state ------------------------------------------
 
     @_writes
+    def realised_since(self, since: Timestamp) -> float:
+        """Net realised P/L of everything closed since ``since`` (the daily loss guard's input)."""
+        row = self.db.execute(
+            schema.REALISED_CTE + "SELECT COALESCE(SUM(profit), 0.0) FROM realised WHERE at >= ?",
+            [self._iso(since)],
+        ).fetchone()
+        return float(row[0])
+
+    @_writes
     def heartbeat(self, *, at: Timestamp | None = None, **fields: Any) -> None:
         """Update the single heartbeat row; fields not given keep their value.
 
