@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fxnb.commands import Command, is_expired, parse_command
+from fxnb.commands import Command, is_expired, parse_command, validate_id
 from fxnb.errors import BrokerError, CommandError
 from fxnb.models import CloseStatus
 from fxnb.monitor.logs import kv
@@ -118,11 +118,21 @@ class CommandIntake(_Base):
             expires_at=cmd.expires_at.isoformat() if cmd.expires_at else None, file_name=cmd.file_name,
         )
 
+    def _id_from_name(self, name: str) -> str | None:
+        """The id a malformed file's name claims, so the operator's tool can find its rejection."""
+        raw = name.removeprefix("cmd_").removesuffix(".json")
+        try:
+            cmd_id = validate_id(raw)
+        except ValueError:
+            return None
+        return None if self.store.get_operation_by_command(cmd_id) is not None else cmd_id
+
     def _reject(self, claimed: Path, reason: str, now: float, *, duplicate_of: str | None = None) -> None:
         """Malformed or duplicate: to commands/errors/ with the reason, and a final 'rejected' row."""
         self.commands.fail(claimed, reason)
         self.store.reject_operation(
-            None, error_message=reason, operation_type="invalid", requested_by="unknown",
+            None if duplicate_of else self._id_from_name(claimed.name), error_message=reason,
+            operation_type="invalid", requested_by="unknown",
             params={"duplicate_of": duplicate_of} if duplicate_of else None, file_name=claimed.name, at=now,
         )
         self.emit("warning", "command_rejected", reason, {"file": claimed.name})

@@ -136,6 +136,7 @@ def test_malformed_files_are_rejected_and_the_monitor_stays_up(ws: Config, monit
     assert "tiket" in reasons["cmd_b7.json"]
     ops = Reader(ws.paths.database).operations(last=50)
     assert sum(o["status"] == "rejected" for o in ops) == len(bad)
+    assert Reader(ws.paths.database).operation("b2")["status"] == "rejected"  # found by the id in its name
     assert len(open_positions(ws)) == 16  # nothing closed
     assert monitor.get("/healthz")[0] == 200
 
