@@ -1,9 +1,11 @@
 """The monitor's decisions and their execution, with no event loop in sight.
 
 Everything here runs on the one broker thread (see ``service.py``): the
-poll, rule closes and operator commands all go through ``_execute`` under
-``exec_lock``, so an automatic exit and an operator exit can never race, and
-the ``Store`` (the only writer) is used from a single thread.
+poll, rule and guard closes and operator commands all go through
+``_close_tickets`` under ``exec_lock``, so an automatic exit and an operator
+exit can never race, and the ``Store`` (the only writer) is used from a single
+thread. Command intake, restart reconciliation, the profit rules and the
+account guards are mixins in their own modules.
 """
 
 from __future__ import annotations
@@ -28,14 +30,13 @@ from fxnb.guards import spread_warning
 from fxnb.models import CloseResult, CloseStatus, Snapshot
 from fxnb.monitor.intake import CommandIntake
 from fxnb.monitor.logs import kv
-from fxnb.monitor.protect import Protection
+from fxnb.monitor.protect import PAUSED_BY_KEY, Protection
 from fxnb.monitor.reconcile import Reconciler
 from fxnb.monitor.ruling import RuleRunner
 from fxnb.monitor.targets import PAUSED_KEY, iso, select_targets
 from fxnb.storage import Store
 
 log = logging.getLogger("fxnb.monitor")
-
 
 
 @dataclass
@@ -195,12 +196,18 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
                 results.append(res)
                 self.store.add_result(op_id, res, finished_at=iso(self.clock()))
                 now = self.clock()
-                if res.status in (CloseStatus.CLOSED, CloseStatus.PARTIAL) and (volume is None and percent is None):
-                    if res.status == CloseStatus.CLOSED:
-                        self.store.mark_closed(t, realised_profit=res.profit, reason=reason, closed_at=now)
+                if res.status == CloseStatus.CLOSED and self._closes_whole(t, res, volume, percent):
+                    self.store.mark_closed(t, realised_profit=res.profit, reason=reason, closed_at=now)
                 if partial_rule and res.status in (CloseStatus.CLOSED, CloseStatus.PARTIAL):
                     self.store.mark_partial_closed(t, at=now)
         return results
+
+    def _closes_whole(self, ticket: int, res: CloseResult, volume: float | None, percent: float | None) -> bool:
+        """A full close, or a partial one that took everything (so the position is ours, not "external")."""
+        if volume is None and percent is None:
+            return True
+        row = self.store.position(ticket)
+        return row is not None and res.closed_volume >= float(row["volume"]) - 1e-9
 
     def _with_spread_warning(self, res: CloseResult) -> CloseResult:
         """Operator closes go through a wide spread, but the result says so."""
@@ -233,6 +240,7 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
         """Pause the rules, close everything, cancel pending orders, then check the book really is flat."""
         now = self.clock()
         self.store.set_rule_state(PAUSED_KEY, True)
+        self.store.set_rule_state(PAUSED_BY_KEY, f"flatten:{requested_by}")
         self.emit("warning", "rules_paused", f"rules paused by flatten ({requested_by})")
         try:
             snap = self.broker.snapshot()
@@ -266,7 +274,7 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
         self.store.finish_operation(op_id, status, finished_at=iso(self.clock()),
                                     error_message=None if status == "completed" else summary)
         self.emit("warning" if problems else "info", "flattened", f"flatten by {requested_by}: {summary}",
-                         {"closed": sum(r.status == CloseStatus.CLOSED for r in results), "status": status})
+                  {"closed": sum(r.status == CloseStatus.CLOSED for r in results), "status": status})
         log.info(kv("flatten", requested_by=requested_by, targets=len(targets), status=status, summary=summary))
         return status
 

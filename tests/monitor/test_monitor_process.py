@@ -217,3 +217,19 @@ def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     assert out.returncode != 0
     assert "profit_monitor.check_interval: expected a number" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_partial_of_everything_is_recorded_as_ours(ws: Config, monitor: MonitorProcess) -> None:
+    rows = _wait_polled(ws, 16)
+    t = rows[0]["ticket"]
+    seed_file(ws, "all-of-it", {"type": "partial", "ticket": t, "percent": 100})
+    op = wait_for_operation(ws, "all-of-it")
+    assert op["status"] == "completed"
+    import time
+
+    deadline = time.monotonic() + 10
+    closed: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not closed:
+        closed = [r for r in Reader(ws.paths.database).closed_positions() if r["ticket"] == t]
+        time.sleep(0.05)
+    assert closed and closed[0]["close_reason"] == "command"  # not mistaken for a close outside fxnb
