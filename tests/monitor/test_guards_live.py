@@ -122,7 +122,8 @@ def test_basket_take_profit_closes_the_basket(tmp_path: Path, mode: str) -> None
     assert len(op["results"]) == 2
     if mode == "live":
         assert op["status"] == "completed"
-        assert abs(op["total_profit_closed"] - 200.0) < 1e-6 and abs(op["total_loss_closed"] - 42.0) < 1e-6  # a sell closes at the ask
+        assert abs(op["total_profit_closed"] - 200.0) < 1e-6
+        assert abs(op["total_loss_closed"] - 42.0) < 1e-6  # a sell closes at the ask
     else:
         assert {r["status"] for r in op["results"]} == {"dry_run"}
 
