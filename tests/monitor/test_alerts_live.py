@@ -72,6 +72,10 @@ def test_monitor_posts_alerts(tmp_path: Path, inbox: tuple[Inbox, str]) -> None:
         write_control(state_file, disconnected=False)
         back = box.wait_for("reconnected")
         assert back["level"] == "info"
-        _, status = mon.get("/status")
-        assert status["alerts"]["sent"] >= 3
+        import time
+
+        deadline = time.monotonic() + 10  # the counter moves once the server's reply is read
+        while mon.get("/status")[1]["alerts"]["sent"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert mon.get("/status")[1]["alerts"]["sent"] >= 3
     assert "secret-token" not in (cfg.paths.logs / "profit_monitor.log").read_text()
