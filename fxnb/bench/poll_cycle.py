@@ -1,0 +1,183 @@
+"""2. Poll-cycle cost: ``Engine.poll()`` in-process at 100, 1,000 and 10,000 open positions.
+
+The Engine is built as ``Monitor._open`` builds it (see ``common.open_engine``) on a
+workspace from ``make_workspace(sim_positions=N)`` with prices moving. The
+simulator's clock is advanced by one second before each cycle, so every cycle
+sees new quotes and every row changes (the count is checked and reported),
+without waiting a wall-clock second per cycle. Two warm-up cycles are not timed
+(first sight of the book, the hourly prune). Rules ``off``, and ``on``: live, evaluated
+on every position every cycle, with thresholds no position reaches (so the book
+stays at N and no close is mixed into a cycle).
+
+Floor: a bare ``INSERT ... ON CONFLICT DO UPDATE`` executemany of the same N
+positions into ``position_tracking`` (same schema, WAL, synchronous=NORMAL) in
+one transaction, every row's price and profit changed.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import sqlite3
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fxnb.bench.common import Figure, SimClock, open_engine, progress, summary
+from fxnb.models import Position
+from fxnb.storage import Store
+from fxnb.testing import make_workspace
+
+GROUP = "2 poll cycle"
+FLOOR_WHAT = "bare INSERT .. ON CONFLICT DO UPDATE executemany of the same N rows, one transaction"
+
+_FLOOR_UPSERT = """
+INSERT INTO position_tracking (ticket, symbol, type, volume, original_volume, open_price, current_price,
+    profit, swap, first_seen, last_update)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (ticket) DO UPDATE SET current_price = excluded.current_price, profit = excluded.profit,
+    swap = excluded.swap, last_update = excluded.last_update
+"""
+
+
+def _timed(obj: Any, name: str, sink: list[tuple[float, Any]]) -> None:
+    """Shadow ``obj.name`` with a wrapper that records (seconds, result) of each call."""
+    fn = getattr(obj, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        sink.append((time.perf_counter() - start, result))
+        return result
+
+    setattr(obj, name, wrapper)
+
+
+def _rows(positions: tuple[Position, ...], k: int) -> list[tuple[Any, ...]]:
+    at = f"2026-01-01T00:00:{k % 60:02d}.000Z"
+    return [
+        (p.ticket, p.symbol, p.side.value, p.volume, p.volume, p.price_open, p.price_current + k * 1e-5,
+         p.profit + k * 0.01, p.swap, at, at)
+        for p in positions
+    ]  # fmt: skip
+
+
+def floor_upsert(path: Path, positions: tuple[Position, ...], runs: int) -> list[float]:
+    """ms per bulk upsert of ``positions`` (every row changed), ``runs`` times after one insert."""
+    Store.open(path).close()  # the real schema
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        batches = [_rows(positions, k) for k in range(runs + 1)]  # built outside the timing
+        out = []
+        for k, rows in enumerate(batches):
+            start = time.perf_counter()
+            conn.execute("BEGIN")
+            conn.executemany(_FLOOR_UPSERT, rows)
+            conn.execute("COMMIT")
+            if k:
+                out.append((time.perf_counter() - start) * 1000)
+        return out
+    finally:
+        conn.close()
+
+
+def _profile(fn: Callable[[], object], top: int = 12) -> list[str]:
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
+    return [line.rstrip() for line in buf.getvalue().splitlines() if "/" in line or "{" in line][:top]
+
+
+# "on": the rules are evaluated on every position every cycle, but the thresholds (the config's
+# maxima) are never reached, so the book stays at N and no close is mixed into the cycle.
+RULES = {
+    "off": {"rules_mode": "off"},
+    "on": {"rules_mode": "live", "min_profit_percent": 1000, "partial_close_threshold": 999},
+}
+
+
+def measure(tmp: Path, n: int, mode: str, cycles: int, *, profile: bool = False) -> dict[str, Any]:
+    cfg = make_workspace(tmp / f"m2_{n}_{mode}", sim_positions=n, sim_frozen=False, check_interval=1.0,
+                         overrides={"profit_monitor": RULES[mode]})
+    clock = SimClock()
+    oe = open_engine(cfg, sim_clock=clock)
+    engine = oe.engine
+    snaps: list[tuple[float, Any]] = []
+    syncs: list[tuple[float, Any]] = []
+    sim: list[tuple[float, Any]] = []
+    try:
+        for _ in range(2):  # warm-up: first sight of the book, the hourly prune
+            clock.offset += 1.0
+            assert engine.poll(), engine.health.last_error
+        _timed(engine.broker, "snapshot", snaps)
+        _timed(engine.store, "sync_positions", syncs)
+        _timed(oe.terminal, "positions_get", sim)
+        _timed(oe.terminal, "account_info", sim)
+        rule_ops = engine.store.db.execute(
+            "SELECT COUNT(*) FROM position_close_operations WHERE source = 'rule'").fetchone()[0]
+        cycle, snap_ms, sync_ms, sim_ms, changed, book = [], [], [], [], [], []
+        for _ in range(cycles):
+            clock.offset += 1.0
+            sim.clear()
+            start = time.perf_counter()
+            assert engine.poll(), engine.health.last_error
+            cycle.append((time.perf_counter() - start) * 1000)
+            snap_ms.append(snaps[-1][0] * 1000)
+            sync_ms.append(syncs[-1][0] * 1000)
+            sim_ms.append(sum(t for t, _ in sim) * 1000)
+            changed.append(len(syncs[-1][1].changed))
+            book.append(len(snaps[-1][1].positions))
+        rule_ops = engine.store.db.execute(
+            "SELECT COUNT(*) FROM position_close_operations WHERE source = 'rule'").fetchone()[0] - rule_ops
+        prof = None
+        if profile:
+            clock.offset += 1.0
+            prof = _profile(engine.poll)
+        positions = snaps[-1][1].positions
+    finally:
+        oe.close()
+    return {"cycle": cycle, "snapshot": snap_ms, "sync": sync_ms, "sim": sim_ms, "changed": changed, "book": book,
+            "rule_ops": rule_ops, "positions": positions, "profile": prof}  # fmt: skip
+
+
+def run(tmp: Path, *, quick: bool, profile: bool = False) -> list[Figure]:
+    sizes = (100, 1_000, 10_000)
+    cycles = 3 if quick else 12
+    figures = []
+    for n in sizes:
+        for mode in RULES:
+            progress(f"2 poll cycle: {n:,} positions, rules {mode}, {cycles} cycles")
+            m = measure(tmp, n, mode, cycles, profile=profile)
+            floor = floor_upsert(tmp / f"m2_floor_{n}_{mode}.db", m["positions"], cycles)
+            rest = [c - a - b for c, a, b in zip(m["cycle"], m["snapshot"], m["sync"], strict=True)]
+            extra = {
+                "cycle_ms": summary(m["cycle"]), "floor_ms": summary(floor),
+                "breakdown_median_ms": {
+                    "broker.snapshot (simulator + adapter)": round(statistics.median(m["snapshot"]), 3),
+                    "  of which SimTerminal.positions_get + account_info": round(statistics.median(m["sim"]), 3),
+                    "store.sync_positions": round(statistics.median(m["sync"]), 3),
+                    "rest (append_snapshot, heartbeat, rules)": round(statistics.median(rest), 3),
+                },
+                "rows_changed_per_cycle": [min(m["changed"]), max(m["changed"])],
+                "open_positions": [min(m["book"]), max(m["book"])],
+                "rule_operations_during_timed_cycles": m["rule_ops"],
+                "how": "in-process Engine.poll(); simulator clock +1 s per cycle so prices move",
+                "rules": RULES[mode],
+            }  # fmt: skip
+            if m["profile"]:
+                extra["profile_top_tottime"] = m["profile"]
+            figures.append(Figure(
+                id=f"poll_cycle.rules_{mode}.n{n}", group=GROUP, label=f"Engine.poll() {n:,} open, rules {mode}",
+                unit="ms", value=statistics.median(m["cycle"]), floor=statistics.median(floor),
+                floor_what=FLOOR_WHAT, samples=len(m["cycle"]), floor_samples=len(floor),
+                max_value=50 if n == 10_000 else None, max_ratio=3, extra=extra,
+            ))  # fmt: skip
+    return figures
