@@ -192,9 +192,43 @@ def floating_by_symbol(*, config: ConfigLike = None) -> pd.DataFrame:
     return out.sort_values("net", ascending=False)
 
 
-def events(last: int = 50, *, min_level: str = "info", config: ConfigLike = None) -> pd.DataFrame:
-    """The monitor's event log (rule closes, disconnects, failures), newest first."""
-    return _with_reader(config, lambda r: frames.events_df(r, last, min_level=min_level))
+def events(last: int = 50, *, min_level: str = "info", kind: str | None = None,
+           config: ConfigLike = None) -> pd.DataFrame:
+    """The monitor's event log (rule closes, guard warnings and firings, flattens, disconnects, failures),
+    newest first, indexed by id: ``at`` (UTC), ``level``, ``kind``, ``message``, ``data``.
+
+    ``min_level``: ``info``, ``warning`` or ``error``. ``kind``: keep only that kind (among the ``last``).
+    """
+    df = _with_reader(config, lambda r: frames.events_df(r, last, min_level=min_level))
+    if kind is not None:
+        df = df[df["kind"] == kind]
+    return df
+
+
+GUARD_STATUS_COLUMNS = ["guard", "enabled", "state", "value", "limit", "distance", "distance_text", "last_action"]
+
+
+def guard_status(*, config: ConfigLike = None) -> pd.DataFrame:
+    """The account guards as the monitor last evaluated them, one row per guard (indexed by ``guard``).
+
+    ``state``: ``off``/``ok``/``warning``/``fired``/``locked``; ``value`` vs ``limit`` and ``distance``
+    (to firing) in the guard's own unit, ``distance_text`` in words; ``last_action`` is
+    ``"<UTC time> <summary>"`` or None. Empty (same columns) until the monitor has evaluated a guard.
+    """
+    rows = _with_reader(config, lambda r: r.rule_state("guard_status", None))
+    rows = [dict(r) for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+    df = pd.DataFrame(rows, columns=GUARD_STATUS_COLUMNS)
+    df["enabled"] = df["enabled"].astype(bool)
+    for col in ("value", "limit", "distance"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df.set_index("guard")
+
+
+def guard_state(*, config: ConfigLike = None) -> dict[str, Any]:
+    """The guards' memory as the monitor stored it: ``locked``, ``lock_kind`` ('' | ``until_resume`` |
+    ``until_next_day``), ``lock_reason``, ``lock_guards``, ``lock_until``, ``equity_hwm``, ... (``{}`` if none)."""
+    value = _with_reader(config, lambda r: r.rule_state("guards", None))
+    return value if isinstance(value, dict) else {}
 
 
 def health(*, config: ConfigLike = None) -> dict[str, Any]:
@@ -225,7 +259,7 @@ def send_command(cmd_type: CommandType | str, *, ticket: int | None = None, volu
                  percent: float | None = None, symbol: str | None = None, magic: int | None = None,
                  side: str | None = None, expires_in: float | None = None, requested_by: str = REQUESTED_BY,
                  config: ConfigLike = None) -> Command:
-    """Write one command file (``profit|loss|all|single|partial|pause_rules|resume_rules``); returns it.
+    """Write one command file (``profit|loss|all|single|partial|pause_rules|resume_rules|flatten``); returns it.
 
     The monitor picks it up within moments; follow it with :func:`result` or :func:`wait`.
     :raises fxnb.errors.CommandError: if the command is invalid.
@@ -309,7 +343,12 @@ def close_all(*, symbol: str | None = None, side: str | None = None, magic: int 
 
 
 def flatten(*, config: ConfigLike = None, **kwargs: Any) -> Command:
-    """The monitor's emergency command: pause the rules, close everything, cancel pending orders, verify flat."""
+    """The monitor's emergency command: pause the rules, close everything, cancel pending orders, verify flat.
+
+    The operation (type ``flatten``) ends ``completed`` only if the book ended flat; otherwise its
+    ``error_message`` says what is left. The rules stay paused until :func:`resume_rules`. The
+    ``flattened`` event (:func:`events`) carries the summary.
+    """
     return send_command("flatten", config=config, **kwargs)
 
 
@@ -326,6 +365,11 @@ def resume_rules(*, config: ConfigLike = None, **kwargs: Any) -> Command:
 def rules_paused(*, config: ConfigLike = None) -> bool | None:
     """The durable paused flag as the monitor recorded it (None if it never ran)."""
     return _with_reader(config, lambda r: r.rule_state("rules_paused", None))
+
+
+def rules_paused_by(*, config: ConfigLike = None) -> str | None:
+    """Who paused the rules: ``operator:<who>``, ``flatten:<who>`` or ``guard:<guards>`` (None if unknown)."""
+    return _with_reader(config, lambda r: r.rule_state("rules_paused_by", None)) or None
 
 
 # -- panels ------------------------------------------------------------------------------------
@@ -373,6 +417,8 @@ __all__ = [
     "events",
     "flatten",
     "floating_by_symbol",
+    "guard_state",
+    "guard_status",
     "health",
     "operation",
     "operations",
@@ -386,6 +432,7 @@ __all__ = [
     "results",
     "resume_rules",
     "rules_paused",
+    "rules_paused_by",
     "send_command",
     "wait",
 ]

@@ -17,6 +17,10 @@ ALERT_KINDS: tuple[str, ...] = (
     "rules_resumed",
     "guard_warning",
     "guard_fired",
+    "guard_unlocked",
+    "stop_moved",
+    "stop_move_failed",
+    "flattened",
     "disconnected",
     "reconnected",
 )

@@ -65,18 +65,18 @@ class Protection(_Base):
             self.emit("error", "guard_fired", f"guard state unreadable ({exc}); rules paused until resumed")
             return GuardState()
 
-    def apply_guards_status_only(self, snap: Snapshot, specs: Mapping[str, SymbolSpec], now: float) -> None:
-        """While paused by a lock: keep the status (and the daily unlock) current, act on nothing else."""
-        self.apply_guards(snap, specs, now, act=False)
+    def _save_guards(self, outcome: GuardOutcome, now: float) -> None:
+        self.store.set_rule_state(GUARD_STATE_KEY, outcome.state.to_dict(), at=now)
+        self.store.set_rule_state(GUARD_STATUS_KEY, [dataclasses.asdict(s) for s in outcome.status], at=now)
 
-    def _save_guards(self, outcome: GuardOutcome) -> None:
-        self.store.set_rule_state(GUARD_STATE_KEY, outcome.state.to_dict())
-        self.store.set_rule_state(GUARD_STATUS_KEY, [dataclasses.asdict(s) for s in outcome.status])
-
-    def apply_guards(self, snap: Snapshot, specs: Mapping[str, SymbolSpec], now: float, *, act: bool = True) -> None:
-        """One evaluation per poll. Acts only in live mode; dry run records; off only reports status."""
+    def apply_guards(self, snap: Snapshot, specs: Mapping[str, SymbolSpec], now: float) -> None:
+        """One evaluation per poll, also while an operator has paused the profit rules (the guards
+        protect the account until one of them locks it). Acts only in live mode; dry run records (and
+        keeps a would-be lock, so it shows what live would have done); off only reports status."""
         gs = self.cfg.guards
         if not any_enabled(gs):
+            if self.store.get_rule_state(GUARD_STATUS_KEY, None):
+                self.store.set_rule_state(GUARD_STATUS_KEY, [], at=now)  # no stale rows from an older config
             return
         now_dt = datetime.fromtimestamp(now, UTC)
         state = self.guard_state()
@@ -85,27 +85,41 @@ class Protection(_Base):
         inp = GuardInput(positions=snap.positions, account=snap.account, specs=specs, realised_today=realised,
                          now=now_dt, session_started_at=datetime.fromtimestamp(self.health.started_at, UTC))
         outcome = evaluate_guards(inp, gs, state)
-        self._save_guards(outcome)
-        for a in outcome.alerts:
-            self.emit(ALERT_LEVEL.get(a.kind, "warning"), a.kind, a.message, {"guard": a.guard, **dict(a.data)})
+        self._save_guards(outcome, now)
         mode = self.rule_settings.rules_mode
+        dry = mode == "dry_run"
+        for a in outcome.alerts:
+            message = f"dry run: {a.message}" if dry else a.message
+            self.emit(ALERT_LEVEL.get(a.kind, "warning"), a.kind, message,
+                      {"guard": a.guard, "dry_run": dry, **dict(a.data)})
         if mode == "off":
             return
-        dry = mode == "dry_run"
         if state.locked and not outcome.state.locked and not dry:
             self._release_guard_pause()
-        if not act:
-            return
         if outcome.lock is not None and not dry:
-            self.store.set_rule_state(PAUSED_KEY, True)
-            self.store.set_rule_state(PAUSED_BY_KEY, "guard:" + ",".join(outcome.lock.guards))
-            log.warning(kv("guard_lock", guards=list(outcome.lock.guards), kind=outcome.lock.kind,
-                           reason=outcome.lock.reason))
-        self._guard_closes(outcome.closes, now, dry=dry)
+            self._lock_and_flatten(outcome, now)
+        else:
+            self._guard_closes(outcome.closes, now, dry=dry)
         for move in outcome.stop_moves:
             self._move_stop(move, dry=dry)
-        if outcome.lock is not None and outcome.lock.flatten and not dry:
-            self._cancel_pending()
+
+    def _lock_and_flatten(self, outcome: GuardOutcome, now: float) -> None:
+        """A guard locked the account: pause the rules and flatten through the operators' flatten path."""
+        lock = outcome.lock
+        assert lock is not None
+        guard = lock.guards[0]
+        paused_by = "guard:" + ",".join(lock.guards)
+        self.store.set_rule_state(PAUSED_KEY, True)
+        self.store.set_rule_state(PAUSED_BY_KEY, paused_by)
+        log.warning(kv("guard_lock", guards=list(lock.guards), kind=lock.kind, reason=lock.reason))
+        if not lock.flatten:
+            return
+        op_id = self.store.create_operation(
+            f"rule-{guard}-flatten-{int(now * 1000)}", "flatten", source="rule", requested_by=f"rule:{guard}",
+            params={"reason": lock.reason, "rule": guard, "lock": lock.kind}, timestamp=iso(now),
+            created_at=iso(now),
+        )
+        self.flatten(op_id, requested_by=f"rule:{guard}", paused_by=paused_by, reason="rule")
 
     def _release_guard_pause(self) -> None:
         """A daily lock ended with the new day: lift the pause if a guard (not an operator) set it."""
@@ -144,17 +158,6 @@ class Protection(_Base):
         else:
             self.emit("error", "stop_move_failed", f"{move.rule}: SL of {move.ticket} not moved: {res.message}",
                       {**data, "retcode": res.retcode})
-
-    def _cancel_pending(self) -> None:
-        try:
-            orders = self.broker.pending_orders()
-        except BrokerError as exc:
-            self.emit("error", "guard_fired", f"could not list pending orders to cancel: {exc}")
-            return
-        for order in orders:
-            res = self.broker.cancel_order(order)
-            if not res.ok:
-                self.emit("error", "guard_fired", f"pending order {order} not cancelled: {res.message}")
 
     def unlock_guards(self, now: float) -> None:
         """``resume_rules`` from an operator: clear any guard lock (and re-base the guard that fired)."""

@@ -4,7 +4,8 @@ A mixin of ``Engine``. Rule decisions and guard closes become operations with
 source ``rule`` and run through the engine's one close path, under the same
 lock as operator commands. ``dry_run`` records what would have been done and
 sends nothing; ``off`` and a pause (by an operator, flatten or a guard lock)
-stop every automatic action.
+stop the profit rules; the account guards keep protecting until one of them
+locks the account.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from fxnb import rules
 from fxnb.errors import BrokerError
-from fxnb.guards import filter_by_spread
+from fxnb.guards import PROTECTIVE_RULES, filter_by_spread
 from fxnb.models import CloseResult, CloseStatus, Snapshot, SymbolSpec
 from fxnb.monitor.logs import kv
 from fxnb.monitor.targets import DRY_RUN_KEY, iso
@@ -44,13 +45,9 @@ class RuleRunner(_Base):
         if not snap.positions and s.rules_mode == "off":
             return
         specs = self.market_specs(snap)
-        paused = self.paused
-        if s.rules_mode != "off" and not paused and snap.positions:
+        if s.rules_mode != "off" and not self.paused and snap.positions:
             self._profit_rules(snap, specs, now)
-        if not paused:
-            self.apply_guards(snap, specs, now)
-        elif self.guard_state().locked:
-            self.apply_guards_status_only(snap, specs, now)
+        self.apply_guards(snap, specs, now)
 
     def _profit_rules(self, snap: Snapshot, specs: dict[str, SymbolSpec], now: float) -> None:
         s = self.rule_settings
@@ -101,6 +98,7 @@ class RuleRunner(_Base):
         log.info(kv("rule_action", rule=rule, tickets=tickets, volume=volume, reason=reason, dry_run=dry,
                     status=status))
         what = f"ticket {tickets[0]}" if len(tickets) == 1 else f"{len(tickets)} tickets"
-        self.emit("info", "rule_close", f"{rule}: {what}: {reason}",
+        level = "warning" if rule in PROTECTIVE_RULES else "info"
+        self.emit(level, "rule_close", f"{rule}: {what}: {reason}",
                   {"operation": cmd_id, "status": status, "dry_run": dry})
         return status

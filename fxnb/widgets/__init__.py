@@ -21,6 +21,8 @@ from fxnb.widgets.bulk import BulkActionsPanel, preview_targets
 from fxnb.widgets.chart import EquityChart
 from fxnb.widgets.context import Console, SentCommand, matches_bulk
 from fxnb.widgets.dashboard import Dashboard
+from fxnb.widgets.events import EventsPanel
+from fxnb.widgets.guards import GuardsPanel, describe_paused_by
 from fxnb.widgets.health import HealthPanel
 from fxnb.widgets.live import LiveRefresh, live, running_tasks
 from fxnb.widgets.positions import PositionsPanel
@@ -35,6 +37,8 @@ __all__ = [
     "Console",
     "Dashboard",
     "EquityChart",
+    "EventsPanel",
+    "GuardsPanel",
     "HealthPanel",
     "LiveRefresh",
     "MessageLine",
@@ -42,6 +46,7 @@ __all__ = [
     "PositionsPanel",
     "RulesPanel",
     "SentCommand",
+    "describe_paused_by",
     "live",
     "matches_bulk",
     "preview_targets",

@@ -43,6 +43,20 @@ table.fxnb-table td.wrap { white-space: normal; max-width: 420px; }
 .fxnb-badge.sim { background: #6d4c41; }
 .fxnb-stale-banner { background: #c62828; color: #fff; font-weight: 700; padding: 8px 12px; border-radius: 6px;
   font-size: 14px; }
+.fxnb-badge.ok { background: #13803b; }
+.fxnb-badge.warning { background: #d9822b; }
+.fxnb-badge.fired, .fxnb-badge.error { background: #c62828; }
+.fxnb-badge.locked { background: #6a1b9a; }
+.fxnb-badge.off { background: #9e9e9e; }
+.fxnb-badge.info { background: #5c6bc0; }
+.fxnb-locked-banner { background: #6a1b9a; color: #fff; padding: 8px 12px; border-radius: 6px; font-size: 13px; }
+.fxnb-locked-banner .headline { font-weight: 700; font-size: 15px; }
+.fxnb-locked-banner code { color: #fff; background: rgba(255, 255, 255, 0.15); }
+table.fxnb-table tr.guard-warning td { background: rgba(217, 130, 43, 0.12); }
+table.fxnb-table tr.guard-fired td, table.fxnb-table tr.event-error td { background: rgba(198, 40, 40, 0.10); }
+table.fxnb-table tr.guard-locked td { background: rgba(106, 27, 154, 0.10); }
+table.fxnb-table tr.guard-off td { color: var(--jp-ui-font-color2, #888); }
+table.fxnb-table tr.event-warning td { background: rgba(217, 130, 43, 0.10); }
 .fxnb-warning { background: #fff4e5; color: #663c00; padding: 4px 8px; border-radius: 4px; }
 .fxnb-preview { border-left: 4px solid #d9822b; padding: 4px 10px; background: var(--jp-layout-color2, #fafafa); }
 .fxnb-message-error { color: #c62828; }

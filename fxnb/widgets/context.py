@@ -13,6 +13,7 @@ monitor commits something.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,15 @@ def find_operation(reader: Reader, command_id: str, file_name: str | None = None
     return None
 
 
+def rule_state_updated_at(reader: Reader, key: str) -> str | None:
+    """``rule_state.updated_at`` of ``key`` (when the monitor last wrote it), or None."""
+    try:
+        row = reader.db.execute("SELECT updated_at FROM rule_state WHERE key = ?", [key]).fetchone()
+    except sqlite3.Error as exc:
+        raise StorageError(f"reading {reader.path} failed: {exc}") from exc
+    return None if row is None else row[0]
+
+
 class Console(t.HasTraits):
     """Shared state of a set of panels (one per kernel, usually).
 
@@ -96,7 +106,7 @@ class Console(t.HasTraits):
     ----------
     config:
         The workspace configuration. Only ``paths``, ``commands``,
-        ``profit_monitor`` and ``broker.kind`` are read.
+        ``profit_monitor``, ``guards`` and ``broker.kind`` are read.
     reader_factory:
         Opens a :class:`Reader`; defaults to the configured database. Tests can inject one.
     commands:
@@ -247,6 +257,31 @@ class Console(t.HasTraits):
     def rules_paused(self) -> bool | None:
         """The durable paused flag (``rule_state['rules_paused']``), ``None`` if unknown."""
         return self.read("rules_paused", lambda r: r.rule_state("rules_paused", None), None)
+
+    def rules_paused_by(self) -> str | None:
+        """Who paused the rules (``operator:<who>``, ``guard:<guards>``, ``flatten:<who>``), ``None`` if unknown."""
+        value = self.read("rules_paused_by", lambda r: r.rule_state("rules_paused_by", None), None)
+        return None if value in (None, "") else str(value)
+
+    def guard_status(self) -> list[dict[str, Any]] | None:
+        """The monitor's last guard evaluation, one dict per guard; ``None`` until it has evaluated any."""
+        value = self.read("guard_status", lambda r: r.rule_state("guard_status", None), None)
+        if not isinstance(value, list):
+            return None
+        return [row for row in value if isinstance(row, dict) and row.get("guard")]
+
+    def guard_status_at(self) -> str | None:
+        """When the monitor last wrote the guard status (stored UTC text), ``None`` if never."""
+        return self.read("guard_status_at", lambda r: rule_state_updated_at(r, "guard_status"), None)
+
+    def guard_state(self) -> dict[str, Any]:
+        """The guards' memory (``locked``, ``lock_kind``, ``lock_reason``, ...); ``{}`` if never written."""
+        value = self.read("guard_state", lambda r: r.rule_state("guards", None), None)
+        return value if isinstance(value, dict) else {}
+
+    def events(self, last: int = 50, min_level: str = "info") -> list[dict[str, Any]]:
+        """The monitor's last ``last`` events at ``min_level`` or above, newest first."""
+        return self.read(f"events:{last}:{min_level}", lambda r: r.events(last, min_level=min_level), [])
 
     @property
     def currency(self) -> str:

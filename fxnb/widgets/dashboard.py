@@ -18,6 +18,8 @@ from fxnb.widgets.account import AccountPanel
 from fxnb.widgets.bulk import BulkActionsPanel
 from fxnb.widgets.chart import EquityChart
 from fxnb.widgets.context import Console
+from fxnb.widgets.events import EventsPanel
+from fxnb.widgets.guards import GuardsPanel
 from fxnb.widgets.health import HealthPanel
 from fxnb.widgets.live import LiveRefresh
 from fxnb.widgets.positions import PositionsPanel
@@ -26,7 +28,8 @@ from fxnb.widgets.tracker import CommandTracker
 
 
 class Dashboard(w.VBox):
-    """Health, account, rules, bulk actions, positions, commands and the equity chart.
+    """Health, account guards, account, rules, bulk actions (and Flatten), positions, commands, events
+    and the equity chart.
 
     Parameters
     ----------
@@ -42,6 +45,7 @@ class Dashboard(w.VBox):
     """
 
     stale = t.Bool(True, help="mirrors the console: True while the monitor is not known to be alive")
+    locked = t.Bool(False, help="mirrors the guards panel: True while a guard lock holds")
 
     def __init__(self, console: Console, *, period: float = 1.0, page_size: int = 50, key: str = "dashboard",
                  **kwargs: Any) -> None:
@@ -49,12 +53,14 @@ class Dashboard(w.VBox):
         self.health = HealthPanel(console)
         self.account = AccountPanel(console)
         self.rules = RulesPanel(console)
+        self.guards = GuardsPanel(console)
         self.bulk = BulkActionsPanel(console)
         self.positions = PositionsPanel(console, page_size=page_size)
         self.tracker = CommandTracker(console)
+        self.events = EventsPanel(console)
         self.chart = EquityChart(console)
-        self.panels = (self.health, self.account, self.rules, self.bulk, self.positions, self.tracker,
-                       self.chart)
+        self.panels = (self.health, self.guards, self.account, self.rules, self.bulk, self.positions, self.tracker,
+                       self.events, self.chart)
         self.refresher = LiveRefresh(console, self.panels, period=period, key=key)
         where = console.config.base_dir
         self.header = w.HTML(
@@ -66,12 +72,15 @@ class Dashboard(w.VBox):
         self.account.layout.flex = "3 1 0%"
         self.rules.layout.flex = "2 1 0%"
         top.add_class("fxnb-row")
-        super().__init__([stylesheet(), self.header, self.health, top, self.bulk, self.positions, self.tracker,
-                          self.chart], **kwargs)
+        super().__init__([stylesheet(), self.header, self.health, self.guards, top, self.bulk, self.positions,
+                          self.tracker, self.events, self.chart], **kwargs)
         self.add_class("fxnb-dashboard")
         t.dlink((console, "stale"), (self, "stale"))
+        t.dlink((self.guards, "locked"), (self, "locked"))
         self.observe(self._on_stale, names="stale")
+        self.observe(self._on_locked, names="locked")
         self._on_stale({"new": self.stale})
+        self._on_locked({"new": self.locked})
 
     @classmethod
     def from_env(cls, path: str | os.PathLike[str] | None = None, *, requested_by: str = "console",
@@ -84,6 +93,12 @@ class Dashboard(w.VBox):
             self.add_class("fxnb-stale")
         else:
             self.remove_class("fxnb-stale")
+
+    def _on_locked(self, change: dict[str, Any]) -> None:
+        if change["new"]:
+            self.add_class("fxnb-locked")
+        else:
+            self.remove_class("fxnb-locked")
 
     def refresh(self) -> bool:
         """One refresh cycle now (what the live task does every ``period``)."""

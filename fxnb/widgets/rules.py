@@ -2,7 +2,8 @@
 
 Thresholds and mode come from the config (what the monitor was started with;
 the heartbeat's ``rules_mode`` is what it actually runs). The paused flag comes
-from the durable ``rule_state`` (falling back to the heartbeat). Pause and
+from the durable ``rule_state`` (falling back to the heartbeat), with who
+paused them (an operator, a flatten or a guard lock). Pause and
 Resume drop ``pause_rules`` / ``resume_rules`` commands; the change shows here
 once the monitor has applied it. Pausing stops the automatic rules only:
 operator commands still run.
@@ -18,6 +19,7 @@ import traitlets as t
 from fxnb.widgets._fmt import esc, money
 from fxnb.widgets.base import Panel, guarded, set_if_changed
 from fxnb.widgets.context import Console
+from fxnb.widgets.guards import describe_paused_by
 
 MODES = {"live": "live — closes positions", "dry_run": "dry run — records decisions, closes nothing",
          "off": "off"}
@@ -27,7 +29,8 @@ BASES = {"balance": "of balance", "equity": "of equity", "price_move": "price mo
 class RulesPanel(Panel):
     """Mode, thresholds (with the amount they mean now), paused state, Pause / Resume.
 
-    CSS classes: ``rules-pause``, ``rules-resume``, ``rules-state`` (with ``data-paused``).
+    CSS classes: ``rules-pause``, ``rules-resume``, ``rules-state`` (with ``data-paused``
+    and ``data-paused-by``: ``operator``, ``flatten``, ``guard`` or ``unknown``).
     """
 
     css_class = "fxnb-rules"
@@ -35,6 +38,7 @@ class RulesPanel(Panel):
 
     paused = t.Bool(None, allow_none=True, help="rules paused (None while unknown)")
     requested = t.Unicode("", help="'pause' or 'resume' while a command is on its way")
+    paused_by = t.Unicode("", help="who paused the rules (rules_paused_by, e.g. 'flatten:voila'); '' if running")
 
     def __init__(self, console: Console, **kwargs: Any) -> None:
         super().__init__(console, **kwargs)
@@ -75,6 +79,7 @@ class RulesPanel(Panel):
             hb = self.console.heartbeat()
             paused = None if hb is None else hb.get("rules_paused")
         self.paused = None if paused is None else bool(paused)
+        self.paused_by = (self.console.rules_paused_by() or "") if self.paused else ""
         if (self.requested == "pause" and self.paused) or (self.requested == "resume" and self.paused is False):
             self.requested = ""
         self._render()
@@ -86,7 +91,8 @@ class RulesPanel(Panel):
         if self.paused is None:
             badge = '<span class="fxnb-badge">unknown</span>'
         elif self.paused:
-            badge = '<span class="fxnb-badge paused">PAUSED</span>'
+            badge = (f'<span class="fxnb-badge paused">PAUSED</span> by '
+                     f"{esc(describe_paused_by(self.paused_by or None)[1])} ·")
         elif running_mode == "off":
             badge = '<span class="fxnb-badge">OFF</span>'
         elif running_mode == "dry_run":
@@ -99,7 +105,9 @@ class RulesPanel(Panel):
         mode_note = ""
         if running_mode != pm.rules_mode:
             mode_note = f" (config says {esc(pm.rules_mode)}; the monitor runs {esc(running_mode)})"
-        state = (f'<div data-paused="{str(self.paused).lower()}" data-mode="{esc(running_mode)}">{badge} '
+        by_kind = describe_paused_by(self.paused_by or None)[0] if self.paused else ""
+        state = (f'<div data-paused="{str(self.paused).lower()}" data-paused-by="{esc(by_kind)}" '
+                 f'data-mode="{esc(running_mode)}">{badge} '
                  f"mode: <b>{esc(MODES.get(running_mode, running_mode))}</b>{mode_note}{pending}</div>")
         set_if_changed(self.state, "value", state)
         set_if_changed(self.settings, "value", self._settings_html())

@@ -69,6 +69,29 @@ def test_commands_are_files(cfg: Config, store: Store) -> None:
         fx.close_ticket(7, volume=0.1, percent=10, config=cfg)
 
 
+def test_guard_status_state_paused_by_and_events(cfg: Config, store: Store) -> None:
+    empty = fx.guard_status(config=cfg)  # the monitor has not evaluated any guard yet
+    assert empty.empty and list(empty.columns) == ["enabled", "state", "value", "limit", "distance",
+                                                   "distance_text", "last_action"]
+    assert fx.guard_state(config=cfg) == {} and fx.rules_paused_by(config=cfg) is None
+    store.set_rule_state("guard_status", [
+        {"guard": "drawdown", "enabled": True, "state": "warning", "value": 8.5, "limit": 10.0, "distance": 1.5,
+         "distance_text": "1.50 percentage points to go", "last_action": None},
+        {"guard": "spread", "enabled": False, "state": "off", "value": None, "limit": None, "distance": None,
+         "distance_text": "", "last_action": None}])
+    store.set_rule_state("guards", {"locked": True, "lock_kind": "until_resume", "lock_reason": "drawdown"})
+    store.set_rule_state("rules_paused_by", "guard:drawdown")
+    store.event("info", "connected", "terminal connected")
+    store.event("info", "flattened", "flatten by notebook: book flat", {"closed": 3, "status": "completed"})
+    gs = fx.guard_status(config=cfg)
+    assert gs.loc["drawdown", "state"] == "warning" and gs.loc["drawdown", "distance"] == 1.5
+    assert gs["enabled"].tolist() == [True, False] and gs.loc["spread", "value"] != gs.loc["spread", "value"]  # NaN
+    assert fx.guard_state(config=cfg)["lock_kind"] == "until_resume"
+    assert fx.rules_paused_by(config=cfg) == "guard:drawdown"
+    flat = fx.events(kind="flattened", config=cfg)
+    assert flat["message"].tolist() == ["flatten by notebook: book flat"] and flat.iloc[0]["data"]["closed"] == 3
+
+
 def test_wait_times_out_with_the_monitors_state(cfg: Config, store: Store) -> None:
     cmd = fx.close_all(config=cfg)
     with pytest.raises(fx.CommandTimeout, match="not recorded by the monitor yet; monitor: no heartbeat"):

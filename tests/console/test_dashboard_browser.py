@@ -1,7 +1,9 @@
 """End to end in a real browser: monitor + Voila dashboard + headless Chromium.
 
 Close losing → Confirm must make the losers leave the grid and the tracker show
-the command completed; closing the tab must free its kernel within seconds.
+the command completed; Flatten → Confirm must empty the grid, show the flatten
+completed, the ``flattened`` event and the rules paused by the flatten; closing
+the tab must free its kernel within seconds.
 Run with ``pytest -m browser tests/console/test_dashboard_browser.py``; skips
 (with the reason) only when Chromium or playwright is missing.
 """
@@ -46,7 +48,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, Da
     """A frozen-price workspace (winners and losers), its monitor, and Voila on a free port."""
     tmp = tmp_path_factory.mktemp("browser")
     cfg = make_workspace(tmp / "ws", sim_positions=12, sim_frozen=True, check_interval=0.5,
-                         overrides={"profit_monitor": {"rules_mode": "off"}})
+                         overrides={"profit_monitor": {"rules_mode": "off"},
+                                    # evaluated and shown, never firing: frozen prices, wide limits
+                                    "guards": {"drawdown": {"enabled": True, "max_percent": 50.0},
+                                               "daily_loss": {"enabled": True, "max_loss": 50.0},
+                                               "spread": {"enabled": True, "max_points": 1000}}})
     monitor = MonitorProcess(cfg).start()
     log = tmp / "voila.log"
     server = DashboardServer(cfg, port=0, show_tracebacks=True, cull_disconnected_after=CULL_AFTER, log_path=log)
@@ -76,13 +82,16 @@ def kernel_status(server: DashboardServer, kernel_id: str) -> int:
         return e.code
 
 
-def open_dashboard(browser: Any, server: DashboardServer) -> tuple[Any, list[str], float]:
-    page = browser.new_page(viewport={"width": 1400, "height": 1700})
+GRID_ROWS = ".fxnb-positions table.positions-table tr[data-ticket]"
+
+
+def open_dashboard(browser: Any, server: DashboardServer, ready: str = GRID_ROWS) -> tuple[Any, list[str], float]:
+    page = browser.new_page(viewport={"width": 1400, "height": 2600})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
     t0 = time.monotonic()
     page.goto(server.app_url, wait_until="domcontentloaded")
-    page.wait_for_selector(".fxnb-positions table.positions-table tr[data-ticket]", timeout=60_000)
+    page.wait_for_selector(ready, timeout=60_000)
     return page, errors, time.monotonic() - t0
 
 
@@ -103,8 +112,11 @@ def test_close_losing_from_the_browser(stack, browser) -> None:
 
     page, errors, ttw = open_dashboard(browser, server)
     print(f"\ntime to widgets: {ttw:.2f} s")
-    for css in (".fxnb-health", ".fxnb-account", ".fxnb-rules", ".fxnb-bulk", ".fxnb-tracker", ".chart-equity svg"):
+    for css in (".fxnb-health", ".fxnb-account", ".fxnb-rules", ".fxnb-bulk", ".fxnb-tracker", ".chart-equity svg",
+                ".fxnb-guards", ".fxnb-events", "button.flatten"):
         expect(page.locator(css).first).to_be_visible(timeout=30_000)
+    expect(page.locator(".guards-table tr[data-guard=drawdown][data-state=ok]")).to_be_visible(timeout=10_000)
+    expect(page.locator(".fxnb-locked-banner")).to_be_hidden()
     expect(page.locator(".fxnb-health .fxnb-badge[data-state=live]")).to_be_visible(timeout=10_000)
     expect(page.locator(".fxnb-stale-banner")).to_be_hidden()
     grid = page.locator(".positions-table tr[data-profit^='-']")
@@ -164,10 +176,45 @@ def test_closing_the_tab_frees_its_kernel(stack, browser, how: str) -> None:
         page.close()
 
 
+def test_flatten_from_the_browser(stack, browser) -> None:
+    """Runs after the tab tests (they need open positions): it leaves the book empty and the rules paused."""
+    cfg, server, _log = stack
+    expect = sync_api.expect
+    page, errors, _ = open_dashboard(browser, server)
+    grid = page.locator(".positions-table tr[data-ticket]")
+    shown = grid.count()
+    assert shown > 0
+    page.click("button.flatten")
+    preview = page.locator(".flatten-preview [data-count]")
+    expect(preview).to_be_visible(timeout=10_000)
+    assert int(preview.get_attribute("data-count")) == shown
+    expect(page.locator(".flatten-preview")).to_contain_text("pauses the automatic rules")
+    page.click("button.flatten-cancel")
+    expect(preview).to_have_count(0)
+    assert list(Path(cfg.paths.commands).glob("cmd_*.json")) == []  # Cancel wrote nothing
+
+    page.click("button.flatten")
+    expect(preview).to_be_visible(timeout=10_000)
+    t0 = time.monotonic()
+    page.click("button.flatten-confirm")
+    expect(grid).to_have_count(0, timeout=15_000)
+    print(f"\nclick Confirm flatten -> grid empty: {time.monotonic() - t0:.2f} s")
+    expect(page.locator(".tracker-table tr[data-type=flatten][data-status=completed]")).to_have_count(1, timeout=10_000)
+    expect(page.locator(".events-table tr[data-kind=flattened]")).to_have_count(1, timeout=10_000)
+    expect(page.locator(".rules-state [data-paused=true][data-paused-by=flatten]")).to_be_visible(timeout=10_000)
+    expect(page.locator(".fxnb-locked-banner")).to_be_hidden()  # a flatten pauses; only a guard locks
+    op = Reader(cfg.paths.database).operations(last=1)[0]
+    assert op["operation_type"] == "flatten" and op["status"] == "completed" and op["positions_closed"] == shown
+    assert_no_widget_errors(page, errors)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-flattened.png"), full_page=True)
+    page.close()
+
+
 def test_a_dead_monitor_shows_stale_in_the_browser(stack, browser) -> None:
     """Runs last in this module: it stops the monitor."""
     cfg, server, _log = stack
-    page, errors, _ = open_dashboard(browser, server)
+    page, errors, _ = open_dashboard(browser, server, ready=".fxnb-positions table.positions-table")
     expect = sync_api.expect
     expect(page.locator(".fxnb-health .fxnb-badge[data-state=live]")).to_be_visible(timeout=10_000)
     pid = Reader(cfg.paths.database).heartbeat()["pid"]
