@@ -236,11 +236,16 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
             return CloseResult(ticket=ticket, status=CloseStatus.FAILED, requested_volume=volume or 0.0,
                                retcode=exc.code, message=str(exc))
 
-    def flatten(self, op_id: int, *, requested_by: str) -> str:
-        """Pause the rules, close everything, cancel pending orders, then check the book really is flat."""
+    def flatten(self, op_id: int, *, requested_by: str, paused_by: str | None = None,
+                reason: str = "command") -> str:
+        """Pause the rules, close everything, cancel pending orders, then check the book really is flat.
+
+        Operators reach this through the ``flatten`` command; a guard that locks the account
+        (drawdown, daily loss) uses the same path with ``reason="rule"``.
+        """
         now = self.clock()
         self.store.set_rule_state(PAUSED_KEY, True)
-        self.store.set_rule_state(PAUSED_BY_KEY, f"flatten:{requested_by}")
+        self.store.set_rule_state(PAUSED_BY_KEY, paused_by or f"flatten:{requested_by}")
         self.emit("warning", "rules_paused", f"rules paused by flatten ({requested_by})")
         try:
             snap = self.broker.snapshot()
@@ -251,7 +256,7 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
             return "failed"
         targets = sorted(p.ticket for p in snap.positions)
         self.store.claim_operation(op_id, target_tickets=targets, claimed_at=iso(now))
-        results = self._close_tickets(op_id, targets, reason="command")
+        results = self._close_tickets(op_id, targets, reason=reason)
         problems = [f"{r.ticket}: {r.message or r.status.value}" for r in results
                     if r.status not in (CloseStatus.CLOSED, CloseStatus.ALREADY_CLOSED)]
         try:
@@ -271,10 +276,13 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
         closed_any = any(r.status in (CloseStatus.CLOSED, CloseStatus.PARTIAL) for r in results)
         status = "completed" if not problems else ("partially_completed" if closed_any else "failed")
         summary = "book flat: 0 open positions, 0 pending orders" if not problems else "; ".join(problems[:8])
+        op = self.store.get_operation(op_id) or {}
+        realised = sum(r.profit for r in results if r.status in (CloseStatus.CLOSED, CloseStatus.PARTIAL))
+        self.emit("warning" if problems else "info", "flattened", f"flatten by {requested_by}: {summary}",
+                  {"command_id": op.get("command_id"), "closed": sum(r.status == CloseStatus.CLOSED for r in results),
+                   "realised": round(realised, 2), "status": status})
         self.store.finish_operation(op_id, status, finished_at=iso(self.clock()),
                                     error_message=None if status == "completed" else summary)
-        self.emit("warning" if problems else "info", "flattened", f"flatten by {requested_by}: {summary}",
-                  {"closed": sum(r.status == CloseStatus.CLOSED for r in results), "status": status})
         log.info(kv("flatten", requested_by=requested_by, targets=len(targets), status=status, summary=summary))
         return status
 
