@@ -27,20 +27,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fxnb.config import is_loopback
+
 log = logging.getLogger("fxnb.broker.serve")
 
 READY_LINE = "fxnb-sim-rpyc listening on {host}:{port}"
-
-
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def build_terminal(state_file: Path, *, section: Mapping[str, Any] | None = None) -> Any:
