@@ -116,6 +116,30 @@ def profit_percent(position: Position, account: Account, basis: str = "balance")
     return money / denominator * 100.0
 
 
+def profit_percents(positions: Iterable[Position], account: Account, basis: str = "balance") -> dict[int, float]:
+    """``{ticket: profit_percent(position, account, basis)}`` for a whole book, the same values.
+
+    The monitor needs this every poll for every position (stored with the position, and the
+    rules' input), so the balance/equity bases are computed in one comprehension instead of a
+    call per position. A ticket that appears twice keeps its last position's value.
+    """
+    if basis == "price_move":
+        return {p.ticket: profit_percent(p, account, basis) for p in positions}
+    if basis == "balance":
+        denominator = account.balance
+    elif basis == "equity":
+        denominator = account.equity
+    else:
+        raise ValueError(f"unknown profit basis {basis!r}")
+    if not math.isfinite(denominator) or denominator <= 0:
+        return {p.ticket: 0.0 for p in positions}
+    isfinite = math.isfinite
+    return {
+        p.ticket: (money / denominator * 100.0 if isfinite(money := p.profit + p.swap) else 0.0)
+        for p in positions
+    }
+
+
 def unreachable_rules(settings: RuleSettings) -> list[str]:
     """Human warnings about rules that can never fire with these settings."""
     out: list[str] = []
@@ -155,6 +179,7 @@ def evaluate(
     partial_done: set[int] | frozenset[int],
     now: datetime,
     paused: bool = False,
+    profit_percent: Mapping[int, float] | None = None,
 ) -> list[CloseDecision]:
     """What the rules would close now, sorted by ticket, at most one decision per ticket.
 
@@ -164,6 +189,10 @@ def evaluate(
     their volume is not a positive number, or their ticket appears more than once
     in ``positions`` (an inconsistent snapshot). ``now`` is accepted for
     time-based rules and not read by the current ones.
+
+    :param profit_percent: ticket -> :func:`profit_percent` of that position on this
+      account and basis, when the caller has computed it already (the monitor does, to
+      store it; see :func:`profit_percents`). Tickets missing from it are computed here.
     """
     del now  # no time-based rule yet
     if settings.rules_mode == "off" or paused:
@@ -171,31 +200,45 @@ def evaluate(
     basis = settings.profit_basis
     if not _account_usable(account, basis):
         return []
-    positions = list(positions)
-    counts = Counter(p.ticket for p in positions)
+    positions = positions if isinstance(positions, list | tuple) else list(positions)
+    pcts = profit_percents(positions, account, basis) if profit_percent is None else profit_percent
     partial_live = (settings.partial_close_enabled
                     and settings.partial_close_threshold < settings.min_profit_percent)
+    lowest = settings.partial_close_threshold if partial_live else settings.min_profit_percent
+    # Only positions at or above the lowest threshold can fire (NaN never does); the reason text,
+    # the duplicate check and the sort are spent on those alone, not on the whole book.
+    candidates: list[tuple[int, Position, float]] = []
+    for pos in positions:
+        pct = pcts.get(pos.ticket)
+        if pct is None:
+            pct = _percent(pos, account, basis)
+        if pct >= lowest:
+            candidates.append((pos.ticket, pos, pct))
+    if not candidates:
+        return []
+    counts = Counter(p.ticket for p in positions)
     decisions: list[CloseDecision] = []
-    for pos in sorted(positions, key=lambda p: p.ticket):
+    for ticket, pos, pct in sorted(candidates, key=lambda c: c[0]):
         spec = specs.get(pos.symbol)
-        if counts[pos.ticket] > 1 or spec is None or not math.isfinite(pos.volume) or pos.volume <= 0:
+        if counts[ticket] > 1 or spec is None or not math.isfinite(pos.volume) or pos.volume <= 0:
             continue
-        pct = profit_percent(pos, account, basis)
-        what = _describe(pct, basis)
         if pct >= settings.min_profit_percent:
             decisions.append(CloseDecision(
-                ticket=pos.ticket, volume=pos.volume, rule=RULE_MIN_PROFIT, full=True,
-                reason=f"{what} >= {settings.min_profit_percent:.2f}%",
+                ticket=ticket, volume=pos.volume, rule=RULE_MIN_PROFIT, full=True,
+                reason=f"{_describe(pct, basis)} >= {settings.min_profit_percent:.2f}%",
             ))
-        elif partial_live and pct >= settings.partial_close_threshold and pos.ticket not in partial_done:
+        elif partial_live and pct >= settings.partial_close_threshold and ticket not in partial_done:
             vol = percent_of(pos.volume, settings.partial_close_percent,
                              volume_min=spec.volume_min, volume_step=spec.volume_step)
             if vol is None or vol <= 0 or vol >= pos.volume - 1e-12:
                 continue  # no valid partial volume: never turn it into a full close
             decisions.append(CloseDecision(
-                ticket=pos.ticket, volume=vol, rule=RULE_PARTIAL, full=False,
-                reason=(f"{what} >= partial threshold {settings.partial_close_threshold:.2f}%: "
+                ticket=ticket, volume=vol, rule=RULE_PARTIAL, full=False,
+                reason=(f"{_describe(pct, basis)} >= partial threshold {settings.partial_close_threshold:.2f}%: "
                         f"closing {settings.partial_close_percent:g}% "
                         f"({_lots(vol)} of {_lots(pos.volume)} lots)"),
             ))
     return decisions
+
+
+_percent = profit_percent  # evaluate's parameter of the same name shadows the function inside it

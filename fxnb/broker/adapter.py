@@ -27,13 +27,14 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields, replace
+from operator import attrgetter
 from typing import Any
 
 from fxnb.broker import retcodes as rc
-from fxnb.broker.closing import CloseJob, net_result
-from fxnb.broker.requests import DEAL_FIELDS, EPS, _f, filling_candidates, sanitize_comment
+from fxnb.broker.closing import CloseJob, _f, net_result
+from fxnb.broker.requests import DEAL_FIELDS, EPS, filling_candidates, sanitize_comment
 from fxnb.credentials import Credentials
 from fxnb.errors import BrokerError, BrokerUnavailable
 from fxnb.models import (
@@ -57,6 +58,55 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# -- TradePosition -> Position, in bulk ------------------------------------------------------------
+# A poll converts the whole book (10,000 positions in the benchmark), so this is the adapter's hot
+# loop. The values are exactly those of ``Position(ticket=int(p.ticket), ..., volume=_f(p.volume))``
+# (every field cast, volumes rounded to 8 places), but: the 15 attributes are read in C
+# (attrgetter), the frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) is
+# skipped by giving the new instance its ``__dict__`` in one go, and the volume rounding is
+# memoised (``closing._f``). The results compare (and hash) equal to constructed ones.
+_POSITION_ATTRS = attrgetter(
+    "ticket", "symbol", "type", "volume", "price_open", "price_current", "profit", "swap", "sl", "tp",
+    "magic", "identifier", "comment", "time", "time_update",
+)  # fmt: skip
+_POSITION_FIELDS = (
+    "ticket", "symbol", "side", "volume", "price_open", "price_current", "profit", "swap", "sl", "tp",
+    "magic", "identifier", "comment", "time", "time_update",
+)  # fmt: skip
+# The shortcut relies on Position being a plain dataclass (instance __dict__, no __post_init__, these
+# fields in this order); if models.Position ever changes shape, the normal constructor is used.
+_FAST_POSITIONS = (
+    tuple(f.name for f in fields(Position)) == _POSITION_FIELDS
+    and not hasattr(Position, "__slots__")
+    and not hasattr(Position, "__post_init__")
+)
+_new = object.__new__
+_set_attr = object.__setattr__
+
+
+def positions_from_structs(raw: Iterable[Any], buy_type: int) -> tuple[Position, ...]:
+    """``TradePosition`` structs (anything with those attributes) as ``Position`` values, in order."""
+    buy, sell = Side.BUY, Side.SELL
+    out: list[Position] = []
+    append = out.append
+    for (ticket, symbol, type_, volume, price_open, price_current, profit, swap, sl, tp, magic, identifier,
+         comment, time_, time_update) in map(_POSITION_ATTRS, raw):
+        values = {
+            "ticket": int(ticket), "symbol": str(symbol), "side": buy if int(type_) == buy_type else sell,
+            "volume": _f(volume), "price_open": float(price_open), "price_current": float(price_current),
+            "profit": float(profit), "swap": float(swap), "sl": float(sl), "tp": float(tp), "magic": int(magic),
+            "identifier": int(identifier), "comment": str(comment), "time": int(time_),
+            "time_update": int(time_update),
+        }  # fmt: skip
+        if _FAST_POSITIONS:
+            p = _new(Position)
+            _set_attr(p, "__dict__", values)
+        else:  # pragma: no cover - only if models.Position stops being a plain dataclass
+            p = Position(**values)
+        append(p)
+    return tuple(out)
+
 
 @dataclass(frozen=True)
 class AdapterSettings:
@@ -138,6 +188,8 @@ class Broker:
         self._specs: dict[str, SymbolSpec] = {}
         self._filling: dict[str, int] = {}
         self._consts: dict[str, int] = {}
+        self._out_entry_set: frozenset[int] | None = None
+        self._hedging: bool | None = None  # the account's margin mode, from the last account() read
 
     # ------------------------------------------------------------------ module access
     @property
@@ -243,6 +295,7 @@ class Broker:
                 )
             self._connected = True
             self._specs.clear()
+            self._hedging = None  # possibly another account now
             return self.terminal()
 
     def shutdown(self) -> None:
@@ -306,7 +359,7 @@ class Broker:
     def account(self) -> Account:
         with self._lock:
             ai = self._read_one("account_info()", "account_info")
-            hedging_mode = self._const("ACCOUNT_MARGIN_MODE_RETAIL_HEDGING")
+            hedging = self._hedging = int(ai.margin_mode) == self._const("ACCOUNT_MARGIN_MODE_RETAIL_HEDGING")
         return Account(
             login=int(ai.login),
             currency=str(ai.currency),
@@ -322,35 +375,19 @@ class Broker:
             name=str(ai.name),
             company=str(ai.company),
             trade_allowed=bool(ai.trade_allowed) and bool(ai.trade_expert),
-            hedging=int(ai.margin_mode) == hedging_mode,
+            hedging=hedging,
         )
 
     def _to_position(self, p: Any, buy_type: int) -> Position:
-        return Position(
-            ticket=int(p.ticket),
-            symbol=str(p.symbol),
-            side=Side.BUY if int(p.type) == buy_type else Side.SELL,
-            volume=_f(p.volume),
-            price_open=float(p.price_open),
-            price_current=float(p.price_current),
-            profit=float(p.profit),
-            swap=float(p.swap),
-            sl=float(p.sl),
-            tp=float(p.tp),
-            magic=int(p.magic),
-            identifier=int(p.identifier),
-            comment=str(p.comment),
-            time=int(p.time),
-            time_update=int(p.time_update),
-        )
+        return positions_from_structs((p,), buy_type)[0]
 
     def positions(self, *, symbol: str | None = None) -> tuple[Position, ...]:
         """Every open position (or one symbol's). Raises on a failed read: a failure is never "flat"."""
         filters = {"symbol": symbol} if symbol else {}
         with self._lock:
-            raw = self._read_many("positions_get()", "positions_get", **filters)
+            raw = self._read("positions_get()", "positions_get", **filters)
             buy = self._const("POSITION_TYPE_BUY")
-        return tuple(self._to_position(p, buy) for p in raw)
+        return () if raw is None else positions_from_structs(raw, buy)
 
     def _position_raw(self, ticket: int) -> Any | None:
         raw = self._read_many(f"positions_get(ticket={ticket})", "positions_get", ticket=int(ticket))
@@ -432,7 +469,11 @@ class Broker:
         return [{k: getattr(d, k) for k in DEAL_FIELDS} for d in self._deals_raw(identifier)]
 
     def _out_entries(self) -> frozenset[int]:
-        return frozenset(self._const(n) for n in ("DEAL_ENTRY_OUT", "DEAL_ENTRY_INOUT", "DEAL_ENTRY_OUT_BY"))
+        outs = self._out_entry_set
+        if outs is None:  # module constants never change (like _const's cache)
+            names = ("DEAL_ENTRY_OUT", "DEAL_ENTRY_INOUT", "DEAL_ENTRY_OUT_BY")
+            outs = self._out_entry_set = frozenset(self._const(n) for n in names)
+        return outs
 
     def realised_profit(self, identifier: int) -> float:
         """Σ profit + swap + commission + fee over the position's OUT/INOUT/OUT_BY deals (account ccy)."""

@@ -4,6 +4,13 @@ Re-reads the position and the tick before every send, retries only what
 ``retcodes.classify`` calls RETRY, settles ambiguous answers by re-reading
 before sending anything more, and never raises once a request may have
 reached the server.
+
+Terminal calls of a clean full close (the common case): the position re-read,
+a fresh tick for the request's price, the send, and one deal-history read for
+the realised profit of the deal the answer named. On a hedging account the
+deal history is read before the send as well only when the position has
+changed since it opened (see ``_unchanged_since_open``): only then can older
+exit deals exist that an ambiguous answer must not be confused with.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from fxnb.broker import retcodes as rc
-from fxnb.broker.requests import EPS, _f, filling_candidates, sanitize_comment
+from fxnb.broker.requests import EPS, filling_candidates, sanitize_comment
+from fxnb.broker.requests import _f as _round8
 from fxnb.errors import BrokerError
 from fxnb.models import CloseResult, CloseStatus, SymbolSpec
 from fxnb.volume import partial_volume
@@ -22,9 +30,62 @@ if TYPE_CHECKING:
     from fxnb.broker.adapter import Broker
 
 
+_ROUNDED: dict[float, float] = {}
+
+
+def _f(x: Any) -> float:
+    """``requests._f`` (a volume as a clean float, ``round(float(x), 8)``), memoised.
+
+    ``round`` with digits goes through a correctly rounded decimal conversion (about a
+    microsecond); a close job rounds the same few volumes a dozen times and a poll rounds every
+    position's volume, out of a handful of distinct values. Only positive values are kept (0.0 and
+    -0.0 are equal keys with different signs; NaN is never found again), at most 4,096 of them.
+    """
+    v = float(x)
+    r = _ROUNDED.get(v)
+    if r is None:
+        r = _round8(v)
+        if v > 0.0:
+            if len(_ROUNDED) >= 4096:
+                _ROUNDED.clear()
+            _ROUNDED[v] = r
+    return r
+
+
 def net_result(deal: Any) -> float:
     """A deal's contribution to realised P/L: profit, swap, commission and fee."""
     return float(deal.profit) + float(deal.swap) + float(deal.commission) + float(deal.fee)
+
+
+def _unchanged_since_open(pos: Any) -> bool:
+    """The terminal reports that the position has not changed since it opened.
+
+    On a hedging account every exit deal of a position (a partial close, a close-by) and every
+    other change (SL/TP) moves its ``time_update_msc`` past ``time_msc``; so a position whose two
+    times are equal has no exit deal in the history yet, and the deal-history read before the
+    first send (the baseline that tells our exit deals from older ones) can be skipped. (Netting
+    accounts are excluded by the caller: a reversal re-stamps both times.) The one way this can be
+    wrong, a change within the millisecond the position opened, is caught when it matters: see
+    ``CloseJob._no_exit_before``. Without both times (an unusual module) the history is read.
+    """
+    try:
+        opened, changed = int(pos.time_msc), int(pos.time_update_msc)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return opened > 0 and changed == opened
+
+
+_COMMENTS: dict[str, str] = {}
+
+
+def _comment(text: str) -> str:
+    """``sanitize_comment``, memoised (a close-all sends the same comment a thousand times)."""
+    clean = _COMMENTS.get(text)
+    if clean is None:
+        clean = sanitize_comment(text)
+        if len(_COMMENTS) < 256:
+            _COMMENTS[text] = clean
+    return clean
 
 
 class _Stop(Exception):
@@ -44,7 +105,7 @@ class CloseJob:
         self.s = broker.settings
         self.ticket = ticket
         self.volume_arg = volume
-        self.comment = sanitize_comment(comment or self.s.comment)
+        self.comment = _comment(comment or self.s.comment)
         self.sends = 0  # order_send calls (CloseResult.attempts)
         self.answered = False  # some order_send reached the terminal (then we never raise)
         self.closed = 0.0  # volume we know we closed (DONE / DONE_PARTIAL results)
@@ -59,6 +120,9 @@ class CloseJob:
         self.retcode: int | None = None
         self.message = ""
         self.notes: list[str] = []
+        # Tickets of the position's deals before the first send; None: not read (no exit deal existed).
+        self.baseline: set[int] | None = None
+        self.deals_in_doubt = False  # after an ambiguous answer, our exit deals could not be told apart
 
     # -- the run --------------------------------------------------------------
     def run(self) -> CloseResult:
@@ -75,7 +139,8 @@ class CloseJob:
         if target is None:
             return self._result(CloseStatus.FAILED, 0.0)
         self.target = target
-        self.baseline = {int(d.ticket) for d in self.b._deals_raw(self.identifier)}
+        if not (self.b._hedging and _unchanged_since_open(pos)):
+            self.baseline = {int(d.ticket) for d in self.b._deals_raw(self.identifier)}
         self.out_entries = self.b._out_entries()
         try:
             self._loop(pos)
@@ -146,6 +211,11 @@ class CloseJob:
             raise _Stop(f"{self._so_far()}; could not re-read the position: {exc}") from exc
         if self.unresolved:
             self._reconcile(pos)
+            if self.deals_in_doubt and pos is not None and self._remaining() > EPS:
+                # the position's view may lag its deals: without knowing which exit deals are ours,
+                # a resend could close twice what was asked once; stop and report what is known
+                raise _Stop(f"{self._so_far()}; after an ambiguous answer the deal history cannot tell "
+                            "this close's deals from older ones: not sending again")
         if pos is None:
             if self.closed > EPS or self.ambiguous_seen:
                 raise _Stop(f"{self._so_far()}; the position is no longer open")
@@ -163,11 +233,42 @@ class CloseJob:
             self.closed = observed
 
     def _new_out_deals(self) -> list[Any]:
+        """Exit deals of the position that did not exist before the first send."""
         try:
             deals = self.b._deals_raw(self.identifier)
         except BrokerError:
             return []
-        return [d for d in deals if int(d.ticket) not in self.baseline and int(d.entry) in self.out_entries]
+        outs = [d for d in deals if int(d.entry) in self.out_entries]
+        if self.baseline is not None:
+            return [d for d in outs if int(d.ticket) not in self.baseline]
+        # No baseline was read because the position had never changed (no exit deal existed). Without
+        # an ambiguous answer the caller keeps only the deals our results named; after one, check that
+        # no exit deal is older than this job before taking them all as ours.
+        if not self.ambiguous_seen or self._no_exit_before(deals):
+            return outs
+        if not self.deals_in_doubt:
+            self.deals_in_doubt = True
+            self.notes.append("the deal history has exit deals older than this close; only the deals "
+                              "the terminal's answers named are counted")
+        known = set(self.deals)
+        return [d for d in outs if int(d.ticket) in known]
+
+    def _no_exit_before(self, deals: Iterable[Any]) -> bool:
+        """The deal history proves the position had no exit deal when this job read it.
+
+        Its entry deals must add up to the volume the job started from (an earlier partial close
+        would leave more volume entered than open), and every exit deal must be a plain OUT (ours
+        are: a close by ticket never reverses or closes by another position).
+        """
+        entry_in, entry_out = self.b._const("DEAL_ENTRY_IN"), self.b._const("DEAL_ENTRY_OUT")
+        entered = 0.0
+        for d in deals:
+            entry = int(d.entry)
+            if entry == entry_in:
+                entered += float(d.volume)
+            elif entry != entry_out and entry in self.out_entries:
+                return False
+        return abs(_f(entered) - self.start_volume) <= EPS
 
     def _next_volume(self, pos: Any, spec: SymbolSpec) -> float:
         open_volume = _f(pos.volume)
@@ -301,7 +402,8 @@ class CloseJob:
         for i in range(max(1, self.s.deal_poll_attempts)):
             found = self._new_out_deals()
             tickets = {int(d.ticket) for d in found}
-            if wanted <= tickets and (wanted or not self.ambiguous_seen or found):
+            # (in doubt only the named deals can be found: once they are, there is nothing to wait for)
+            if wanted <= tickets and (wanted or not self.ambiguous_seen or found or self.deals_in_doubt):
                 break
             if i + 1 < self.s.deal_poll_attempts:
                 self.b._sleep(self.s.deal_poll_interval_s)

@@ -73,6 +73,7 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
         self._server_offset_s = int(float(cfg.broker.sim.get("server_offset_hours", 2)) * 3600) \
             if cfg.broker.kind == "sim" else 0
         self._last_prune = 0.0
+        self._last_profit_percent: dict[int, float] = {}
 
     # ---------------------------------------------------------------- events and alerts
     def emit(self, level: str, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
@@ -159,7 +160,8 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
 
     def _record_snapshot(self, snap: Snapshot, now: float) -> None:
         acct = snap.account
-        pct = {p.ticket: rules.profit_percent(p, acct, self.rule_settings.profit_basis) for p in snap.positions}
+        pct = rules.profit_percents(snap.positions, acct, self.rule_settings.profit_basis)
+        self._last_profit_percent = pct  # the rules reuse it in the same cycle
         result = self.store.sync_positions(snap, server_offset_s=self._server_offset_s, profit_percent=pct)
         for ticket in sorted(result.disappeared):
             self._record_external_close(ticket, now)
@@ -186,20 +188,61 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
     # ---------------------------------------------------------------- execution
     def _close_tickets(self, op_id: int, tickets: list[int], *, volume: float | None = None,
                        percent: float | None = None, reason: str, partial_rule: bool = False) -> list[CloseResult]:
-        """The one execution path for rules and operators, under one lock."""
+        """The one execution path for rules and operators, under one lock.
+
+        Each ticket's result and what it means for the tracked position (closed, partial
+        close done) are written in ONE transaction (``Store.record_closes``), so "recorded but
+        not marked closed" cannot happen. In a bulk close, results that are clean whole
+        closes are written in batches (``CLOSE_BATCH_TICKETS`` tickets or ``CLOSE_BATCH_SECONDS``,
+        whichever comes first, one transaction each) instead of one transaction per ticket.
+
+        Why batching is crash-safe: a batch only ever holds whole closes the terminal
+        reported done (status ``closed``, no volume/percent). If the monitor is killed
+        before the batch is written, the operation stays ``'processing'`` with those
+        tickets missing from its results; on restart ``Reconciler.reconcile`` re-reads each
+        unrecorded target, finds the position gone and records it as closed (with its
+        realised profit from the deal history) without sending anything, so a close the
+        terminal executed is never lost and never sent twice (tests/monitor/test_crash_recovery.py,
+        tests/hardening/test_crash_loop.py). Everything reconciliation could not tell from the
+        terminal alone is written at once, before the next ticket is touched: a partial close
+        (volume/percent: the position is still open, a re-run would close another part), a
+        result that is not ``closed`` (failed, partial fill, already closed), and the partial
+        rule's mark. The batch is always written before this method returns or raises.
+        """
+        from fxnb.storage.writer import CLOSE_BATCH_SECONDS, CLOSE_BATCH_TICKETS, CloseRecord
+
         results: list[CloseResult] = []
+        whole = volume is None and percent is None
+        batch: list[CloseRecord] = []
+        batch_started = 0.0
+
+        def flush() -> None:
+            if batch:
+                self.store.record_closes(op_id, batch)
+                batch.clear()
+
         with self.exec_lock:
-            for t in tickets:
-                res = self._close_one(t, volume=volume, percent=percent)
-                if reason == "command" and self.cfg.guards.spread.enabled:
-                    res = self._with_spread_warning(res)
-                results.append(res)
-                self.store.add_result(op_id, res, finished_at=iso(self.clock()))
-                now = self.clock()
-                if res.status == CloseStatus.CLOSED and self._closes_whole(t, res, volume, percent):
-                    self.store.mark_closed(t, realised_profit=res.profit, reason=reason, closed_at=now)
-                if partial_rule and res.status in (CloseStatus.CLOSED, CloseStatus.PARTIAL):
-                    self.store.mark_partial_closed(t, at=now)
+            try:
+                for t in tickets:
+                    res = self._close_one(t, volume=volume, percent=percent)
+                    if reason == "command" and self.cfg.guards.spread.enabled:
+                        res = self._with_spread_warning(res)
+                    results.append(res)
+                    now = self.clock()
+                    closed = res.status == CloseStatus.CLOSED and self._closes_whole(t, res, volume, percent)
+                    partial = partial_rule and res.status in (CloseStatus.CLOSED, CloseStatus.PARTIAL)
+                    record = CloseRecord(res, now, close_reason=reason if closed else None, partial=partial)
+                    if whole and closed and not partial:
+                        if not batch:
+                            batch_started = time.monotonic()
+                        batch.append(record)
+                        if len(batch) >= CLOSE_BATCH_TICKETS or time.monotonic() - batch_started >= CLOSE_BATCH_SECONDS:
+                            flush()
+                    else:
+                        flush()  # keep the results in ticket order
+                        self.store.record_closes(op_id, [record])
+            finally:
+                flush()
         return results
 
     def _closes_whole(self, ticket: int, res: CloseResult, volume: float | None, percent: float | None) -> bool:

@@ -53,7 +53,7 @@ class RuleRunner(_Base):
         s = self.rule_settings
         decisions = rules.evaluate(
             snap.positions, snap.account, s, specs=specs, partial_done=self.store.partial_closed_tickets(),
-            now=datetime.fromtimestamp(now, UTC), paused=False,
+            now=datetime.fromtimestamp(now, UTC), paused=False, profit_percent=self._last_profit_percent,
         )
         if self.cfg.guards.spread.enabled and decisions:
             decisions, blocked = filter_by_spread(decisions, snap.positions, specs, self.cfg.guards.spread)

@@ -24,7 +24,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
@@ -165,6 +165,50 @@ _HEARTBEAT_FIELDS = frozenset(
 )
 
 _CLOSED_STATUSES = "('closed', 'partial')"  # results where something was actually closed
+
+_UPSERT_RESULT = """
+INSERT INTO close_results (operation_id, ticket, symbol, requested_volume, closed_volume,
+    price, profit, retcode, message, status, deals, attempts, finished_at)
+VALUES (?, ?,
+    COALESCE(NULLIF(?, ''), (SELECT symbol FROM position_tracking WHERE ticket = ?), ''),
+    ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (operation_id, ticket) DO UPDATE SET
+    symbol = excluded.symbol, requested_volume = excluded.requested_volume,
+    closed_volume = excluded.closed_volume, price = excluded.price, profit = excluded.profit,
+    retcode = excluded.retcode, message = excluded.message, status = excluded.status,
+    deals = excluded.deals, attempts = excluded.attempts, finished_at = excluded.finished_at"""
+
+
+def _result_row(op_id: int, res: CloseResult, finished_at: str) -> tuple[Any, ...]:
+    """The parameters of ``_UPSERT_RESULT``. Deal tickets are ints: their JSON is spelled directly."""
+    deals = res.deals
+    if all(type(d) is int for d in deals):
+        deals_json = "[" + ",".join(map(str, deals)) + "]"  # == dumps(list(deals)), without the encoder
+    else:
+        deals_json = dumps(list(deals))
+    return (op_id, res.ticket, res.symbol, res.ticket, res.requested_volume, res.closed_volume, res.price,
+            res.profit, res.retcode, res.message, res.status.value, deals_json, res.attempts, finished_at)
+
+
+# The monitor's bulk closes write clean whole-close results at most this many tickets, or this many
+# seconds, late (one transaction per batch); Engine._close_tickets explains why that is crash-safe.
+CLOSE_BATCH_TICKETS = 50
+CLOSE_BATCH_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class CloseRecord:
+    """One ticket's outcome for :meth:`Store.record_closes`.
+
+    ``close_reason`` (``'command'``/``'rule'``) also marks the tracked position closed at
+    ``finished_at`` with ``result.profit``; ``partial`` also records the once-per-position
+    partial close. ``finished_at`` None means the store's clock, now.
+    """
+
+    result: CloseResult
+    finished_at: Timestamp | None = None
+    close_reason: str | None = None
+    partial: bool = False
 
 
 def _writes(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate[Store, P], R]:
@@ -635,47 +679,81 @@ class Store:
         position's symbol when the result has none.
         :raises StorageError: if the operation is not ``'processing'``.
         """
+        return self._record_closes(op_id, [CloseRecord(result, finished_at)])[0]
+
+    @_writes
+    def record_close(
+        self,
+        op_id: int,
+        result: CloseResult,
+        *,
+        finished_at: Timestamp | None = None,
+        mark_closed: str | None = None,
+        partial: bool = False,
+    ) -> int:
+        """:meth:`add_result`, and what the result means for the tracked position, in ONE transaction.
+
+        :param mark_closed: a close reason (``'command'``/``'rule'``): the position is also marked
+          closed, at ``finished_at``, with the result's profit (as :meth:`mark_closed` would).
+        :param partial: also remember the once-per-position partial close (:meth:`mark_partial_closed`).
+        :return: the result's row id.
+        """
+        record = CloseRecord(result, finished_at, close_reason=mark_closed, partial=partial)
+        return self._record_closes(op_id, [record])[0]
+
+    @_writes
+    def record_closes(self, op_id: int, records: Sequence[CloseRecord]) -> int:
+        """Several :meth:`record_close` calls in one transaction (the monitor's bulk closes).
+
+        All or nothing: if one write fails, none is kept. Returns how many results were written.
+        """
+        records = list(records)
+        self._record_closes(op_id, records, ids=False)
+        return len(records)
+
+    def _record_closes(self, op_id: int, records: list[CloseRecord], *, ids: bool = True) -> list[int]:
+        for r in records:
+            if r.close_reason is not None and r.close_reason not in schema.CLOSE_REASONS:
+                raise ValueError(f"reason must be one of {schema.CLOSE_REASONS}, not {r.close_reason!r}")
+        if not records:
+            return []
+        at = [self._iso(r.finished_at) for r in records]
         db = self.db
         with db.atomic():
-            row = db.execute("SELECT status FROM position_close_operations WHERE id = ?", [op_id]).fetchone()
-            if row is None or row[0] != "processing":
-                raise StorageError(
-                    f"cannot add a result to operation {op_id}: "
-                    f"{'no such operation' if row is None else 'status is ' + row[0]}"
+            self._check_processing(op_id)
+            rows = [_result_row(op_id, r.result, when) for r, when in zip(records, at, strict=True)]
+            if ids:
+                out = [int(db.conn.execute(_UPSERT_RESULT + " RETURNING id", row).fetchone()[0]) for row in rows]
+            else:  # executemany cannot return rows, and is twice as fast
+                db.conn.executemany(_UPSERT_RESULT, rows)
+                out = []
+            closes = [(when, r.close_reason, r.result.profit, r.result.ticket)
+                      for r, when in zip(records, at, strict=True) if r.close_reason is not None]
+            if closes:
+                db.conn.executemany(
+                    "UPDATE position_tracking SET status = 'closed', closed_at = ?1, close_reason = ?2, "
+                    "realised_profit = ?3, last_update = ?1 WHERE ticket = ?4 AND status = 'open'",
+                    closes,
                 )
-            cur = db.execute(
-                """
-                INSERT INTO close_results (operation_id, ticket, symbol, requested_volume, closed_volume,
-                    price, profit, retcode, message, status, deals, attempts, finished_at)
-                VALUES (?, ?,
-                    COALESCE(NULLIF(?, ''), (SELECT symbol FROM position_tracking WHERE ticket = ?), ''),
-                    ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (operation_id, ticket) DO UPDATE SET
-                    symbol = excluded.symbol, requested_volume = excluded.requested_volume,
-                    closed_volume = excluded.closed_volume, price = excluded.price, profit = excluded.profit,
-                    retcode = excluded.retcode, message = excluded.message, status = excluded.status,
-                    deals = excluded.deals, attempts = excluded.attempts, finished_at = excluded.finished_at
-                RETURNING id
-                """,
-                [
-                    op_id,
-                    result.ticket,
-                    result.symbol,
-                    result.ticket,
-                    result.requested_volume,
-                    result.closed_volume,
-                    result.price,
-                    result.profit,
-                    result.retcode,
-                    result.message,
-                    result.status.value,
-                    dumps(list(result.deals)),
-                    result.attempts,
-                    self._iso(finished_at),
-                ],
+            partials = [(when, r.result.ticket) for r, when in zip(records, at, strict=True) if r.partial]
+            if partials:
+                db.conn.executemany(
+                    "UPDATE position_tracking SET partial_closed_at = COALESCE(partial_closed_at, ?) "
+                    "WHERE ticket = ? AND status = 'open'",
+                    partials,
+                )
+        if self._open_cache is not None:  # after the commit: a rolled back batch resets the cache instead
+            for close in closes:
+                self._open_cache.pop(close[3], None)
+        return out
+
+    def _check_processing(self, op_id: int) -> None:
+        row = self.db.execute("SELECT status FROM position_close_operations WHERE id = ?", [op_id]).fetchone()
+        if row is None or row[0] != "processing":
+            raise StorageError(
+                f"cannot add a result to operation {op_id}: "
+                f"{'no such operation' if row is None else 'status is ' + row[0]}"
             )
-            rid = cur.fetchone()[0]
-        return int(rid)
 
     @_writes
     def finish_operation(

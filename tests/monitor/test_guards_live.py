@@ -69,7 +69,8 @@ def test_drawdown_guard_flattens_and_locks(tmp_path: Path, mode: str) -> None:
             out = run_cli("rules", "resume", "--wait", cfg=cfg)
             assert out.returncode == 0
             assert wait_until("unlocked", lambda: events(cfg, "guard_unlocked"))
-            assert Reader(cfg.paths.database).heartbeat()["rules_paused"] is False
+            # the heartbeat row follows at the monitor's next write
+            assert wait_until("unpaused", lambda: Reader(cfg.paths.database).heartbeat()["rules_paused"] is False)
         else:
             assert {r["status"] for r in op["results"]} == {"dry_run"}
             assert len(Reader(cfg.paths.database).open_positions()) == 2

@@ -1,0 +1,342 @@
+"""The close job's terminal calls and the adapter's bulk position conversion (the monitor's hot paths).
+
+A clean full close of a position that never changed reads the position, a fresh tick, sends,
+and reads the deal history once (for the realised profit of the deal the answer named). The
+deal history is read before the send too when older exit deals may exist: a position that was
+changed (partly closed, SL/TP moved), a netting account, or an account whose margin mode the
+adapter has not read yet. When that pre-send read was skipped and an answer is ambiguous, the
+job checks the history before counting exit deals as its own, and never resends blindly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fxnb.broker import Broker
+from fxnb.broker import retcodes as rc
+from fxnb.broker.adapter import AdapterSettings, positions_from_structs
+from fxnb.broker.closing import _f
+from fxnb.broker.requests import _f as reference_f
+from fxnb.broker.sim import SimSettings, SimTerminal
+from fxnb.broker.sim import constants as C
+from fxnb.broker.sim.structs import OrderSendResult, TradePosition
+from fxnb.models import CloseStatus, Position, Side
+
+T0 = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+class Recorder:
+    """Delegates to the terminal; records the name of every call and every order_send request."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.calls: list[str] = []
+        self.requests: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name.startswith("_") or not callable(attr) or name == "last_error":
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            if name == "order_send":
+                self.requests.append(dict(args[0]))
+            return attr(*args, **kwargs)
+
+        return call
+
+
+class LostReply(Recorder):
+    """The next ``order_send`` answers None with an IPC timeout; it executed if ``execute``."""
+
+    def __init__(self, inner: Any, *, execute: bool) -> None:
+        super().__init__(inner)
+        self.lose, self.execute = 1, execute
+        self._pending: tuple[int, str] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "order_send":
+            return self._order_send
+        if name == "last_error":
+            return self._last_error
+        return super().__getattr__(name)
+
+    def _order_send(self, request: dict[str, Any]) -> Any:
+        self.calls.append("order_send")
+        self.requests.append(dict(request))
+        if self.lose:
+            self.lose = 0
+            if self.execute:
+                result = self._inner.order_send(request)
+                assert result is not None and result.retcode == rc.DONE, result
+            self._pending = (-10005, "IPC timeout")
+            return None
+        return self._inner.order_send(request)
+
+    def _last_error(self) -> tuple[int, str]:
+        if self._pending is not None:
+            err, self._pending = self._pending, None
+            return err
+        return self._inner.last_error()
+
+
+def _terminal(tmp_path: Path, *, clock: Clock | None = None, margin_mode: str = "hedging",
+              positions: list[dict[str, Any]] | None = None) -> SimTerminal:
+    section = {"volatility": 0.0, "seed": 7, "margin_mode": margin_mode,
+               "positions": {"count": 0, "list": positions or []}}
+    t = SimTerminal(SimSettings.from_mapping(section, tmp_path), **({"clock": clock} if clock else {}))
+    assert t.initialize(), t.last_error()
+    return t
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[SimTerminal]:
+    t = _terminal(tmp_path, positions=[{"symbol": "EURUSD", "type": "buy", "volume": 1.0, "price_open": 1.08}])
+    yield t
+    t.close()
+
+
+def _broker(module: Any, **settings: Any) -> tuple[Broker, FakeTime]:
+    ft = FakeTime()
+    broker = Broker(module, settings=AdapterSettings(**settings), sleep=ft.sleep, clock=ft.clock)
+    broker.connect()
+    return broker, ft
+
+
+def _outs(t: SimTerminal, position: int) -> list[float]:
+    return [d.volume for d in t.history_deals_get(position=position) if d.entry == C.DEAL_ENTRY_OUT]
+
+
+# ------------------------------------------------------------------------ terminal calls per close
+def test_clean_close_of_an_unchanged_position_reads_the_history_once(sim: SimTerminal) -> None:
+    rec = Recorder(sim)
+    broker, _ = _broker(rec)
+    snap = broker.snapshot()  # what the monitor does every poll: it also tells the margin mode
+    (p,) = snap.positions
+    broker.symbol("EURUSD")  # the symbol's volume rules are read once per connection
+    rec.calls.clear()
+    result = broker.close(p.ticket)
+    assert rec.calls == ["positions_get", "symbol_info_tick", "order_send", "history_deals_get"]
+    assert result.status is CloseStatus.CLOSED and result.closed_volume == 1.0 and result.attempts == 1
+    (deal,) = [d for d in sim.history_deals_get(position=p.ticket) if d.entry == C.DEAL_ENTRY_OUT]
+    assert result.deals == (deal.ticket,)
+    assert result.profit == pytest.approx(deal.profit + deal.swap + deal.commission + deal.fee)
+    assert rec.requests[0]["price"] == sim.symbol_info_tick("EURUSD").bid  # the fresh tick's price
+
+
+def test_each_send_still_rereads_the_position_and_the_tick(sim: SimTerminal) -> None:
+    class Requote(Recorder):
+        """The first send is requoted (10004, nothing executed); later ones reach the terminal."""
+
+        def __getattr__(self, name: str) -> Any:
+            attr = super().__getattr__(name)
+            if name != "order_send":
+                return attr
+
+            def send(request: dict[str, Any]) -> Any:
+                if "order_send" not in self.calls:
+                    self.calls.append("order_send")
+                    return OrderSendResult(10004, 0, 0, 0.0, 0.0, 0.0, 0.0, "Requote", 0, 0, None)
+                return attr(request)
+
+            return send
+
+    rec = Requote(sim)
+    broker, ft = _broker(rec)
+    broker.account()
+    (p,) = broker.positions()
+    broker.symbol("EURUSD")
+    rec.calls.clear()
+    result = broker.close(p.ticket, volume=0.3)
+    assert result.status is CloseStatus.CLOSED and result.attempts == 2, result
+    assert ft.sleeps == [0.1]
+    sends = [i for i, c in enumerate(rec.calls) if c == "order_send"]
+    assert len(sends) == 2
+    for i in sends:  # right before every send, the requoted one too: the position, then a fresh tick
+        assert rec.calls[i - 2:i] == ["positions_get", "symbol_info_tick"], rec.calls
+
+
+@pytest.mark.parametrize("how", ["partly_closed", "sltp_moved", "margin_mode_unknown", "netting"])
+def test_the_history_is_read_before_the_send_when_older_exits_may_exist(tmp_path: Path, how: str) -> None:
+    t = _terminal(tmp_path, margin_mode="netting" if how == "netting" else "hedging",
+                  positions=[{"symbol": "EURUSD", "type": "buy", "volume": 1.0, "price_open": 1.08}])
+    try:
+        rec = Recorder(t)
+        broker, _ = _broker(rec)
+        if how != "margin_mode_unknown":
+            broker.account()
+        (p,) = broker.positions()
+        if how == "partly_closed":
+            assert broker.close(p.ticket, volume=0.2).status is CloseStatus.CLOSED
+        elif how == "sltp_moved":
+            assert broker.modify_sltp(p.ticket, sl=1.0, tp=0.0).ok
+        broker.symbol("EURUSD")
+        rec.calls.clear()
+        result = broker.close(p.ticket)
+        assert rec.calls == ["positions_get", "history_deals_get", "symbol_info_tick", "order_send",
+                             "history_deals_get"], rec.calls
+        assert result.status is CloseStatus.CLOSED and result.closed_volume == (0.8 if how == "partly_closed" else 1.0)
+    finally:
+        t.close()
+
+
+# ------------------------------------------------------------------------ ambiguous answers without the pre-send read
+def test_lost_reply_of_an_executed_partial_close_is_settled_from_the_history(sim: SimTerminal) -> None:
+    lost = LostReply(sim, execute=True)
+    broker, _ = _broker(lost)
+    broker.account()
+    (p,) = broker.positions()
+    lost.calls.clear()
+    result = broker.close(p.ticket, volume=0.4)
+    assert "history_deals_get" not in lost.calls[: lost.calls.index("order_send")]  # the read was skipped
+    assert lost.calls.count("order_send") == 1  # not resent
+    assert result.status is CloseStatus.CLOSED and result.closed_volume == 0.4, result
+    assert _outs(sim, p.ticket) == [0.4]
+    (deal,) = [d for d in sim.history_deals_get(position=p.ticket) if d.entry == C.DEAL_ENTRY_OUT]
+    assert result.deals == (deal.ticket,) and result.profit == pytest.approx(deal.profit + deal.commission)
+
+
+def test_lost_reply_of_an_unexecuted_close_resends_only_what_is_open(sim: SimTerminal) -> None:
+    lost = LostReply(sim, execute=False)
+    broker, _ = _broker(lost)
+    broker.account()
+    (p,) = broker.positions()
+    result = broker.close(p.ticket, volume=0.4)
+    assert [r["volume"] for r in lost.requests] == [0.4, 0.4]
+    assert result.status is CloseStatus.CLOSED and result.closed_volume == 0.4, result
+    assert _outs(sim, p.ticket) == [0.4]
+
+
+def _changed_in_the_opening_millisecond(tmp_path: Path) -> tuple[SimTerminal, int]:
+    """A position opened and partly closed in the same millisecond (a frozen clock): its two times are
+    equal although it has an exit deal, the one case the pre-send skip cannot see."""
+    t = _terminal(tmp_path, clock=Clock())
+    res = t.order_send({"action": C.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 1.0,
+                        "type": C.ORDER_TYPE_BUY, "type_filling": C.ORDER_FILLING_IOC})
+    ticket = res.order
+    part = t.order_send({"action": C.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.4, "position": ticket,
+                         "type": C.ORDER_TYPE_SELL, "type_filling": C.ORDER_FILLING_IOC})
+    assert part.retcode == rc.DONE
+    (pos,) = t.positions_get(ticket=ticket)
+    assert pos.time_update_msc == pos.time_msc and pos.volume == 0.6
+    return t, ticket
+
+
+def test_an_older_exit_deal_is_never_taken_for_ours(tmp_path: Path) -> None:
+    t, ticket = _changed_in_the_opening_millisecond(tmp_path)
+    try:
+        lost = LostReply(t, execute=True)
+        broker, _ = _broker(lost)
+        broker.account()
+        result = broker.close(ticket, volume=0.2)
+        assert lost.calls.count("order_send") == 1
+        assert _outs(t, ticket) == [0.4, 0.2]  # closed once, as asked
+        assert result.status is CloseStatus.CLOSED and result.closed_volume == 0.2, result
+        assert result.deals == () and result.profit == 0.0  # the old 0.4 deal is not reported as this close's
+        assert "older than this close" in result.message
+    finally:
+        t.close()
+
+
+def test_no_blind_resend_when_the_history_cannot_tell(tmp_path: Path) -> None:
+    t, ticket = _changed_in_the_opening_millisecond(tmp_path)
+    try:
+        lost = LostReply(t, execute=False)
+        broker, ft = _broker(lost)
+        broker.account()
+        result = broker.close(ticket, volume=0.2)
+        assert lost.calls.count("order_send") == 1  # not resent: it cannot know which exit deals are its own
+        assert _outs(t, ticket) == [0.4]
+        assert result.status is CloseStatus.FAILED and result.closed_volume == 0.0, result
+        assert "not sending again" in result.message
+        assert sum(ft.sleeps) < 1.0  # and it did not wait for deals it could not recognise
+    finally:
+        t.close()
+
+
+# ------------------------------------------------------------------------ bulk struct -> Position
+def _constructed(p: Any, buy: int) -> Position:
+    return Position(
+        ticket=int(p.ticket), symbol=str(p.symbol), side=Side.BUY if int(p.type) == buy else Side.SELL,
+        volume=reference_f(p.volume), price_open=float(p.price_open), price_current=float(p.price_current),
+        profit=float(p.profit), swap=float(p.swap), sl=float(p.sl), tp=float(p.tp), magic=int(p.magic),
+        identifier=int(p.identifier), comment=str(p.comment), time=int(p.time), time_update=int(p.time_update),
+    )  # fmt: skip
+
+
+def test_bulk_positions_equal_constructed_ones(tmp_path: Path) -> None:
+    t = _terminal(tmp_path, positions=[{"symbol": "EURUSD", "type": "buy", "volume": 0.3},
+                                       {"symbol": "GBPUSD", "type": "sell", "volume": 1.25}])
+    try:
+        raw = t.positions_get()
+        raw = (*raw, raw[0]._replace(volume=0.1 + 0.2, magic=True, comment=7))  # 0.30000000000000004, odd types
+        fast = positions_from_structs(raw, C.POSITION_TYPE_BUY)
+        slow = tuple(_constructed(p, C.POSITION_TYPE_BUY) for p in raw)
+        assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+        assert [type(p) for p in fast] == [Position] * 3
+        assert fast[2].volume == 0.3 and fast[2].magic == 1 and fast[2].comment == "7"
+        assert [p.side for p in fast] == [Side.BUY, Side.SELL, Side.BUY]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            fast[0].volume = 2.0  # type: ignore[misc]
+        assert dataclasses.replace(fast[0], volume=0.1).volume == 0.1
+        assert dataclasses.asdict(fast[1]) == dataclasses.asdict(slow[1])
+        broker, _ = _broker(t)
+        assert broker.positions() == tuple(_constructed(p, C.POSITION_TYPE_BUY) for p in t.positions_get())
+        assert broker.position(raw[1].ticket) == slow[1]
+    finally:
+        t.close()
+
+
+def test_bulk_positions_reject_what_the_constructor_rejected() -> None:
+    good = TradePosition(1, 2, 2000, 2, 2000, 0, 0, 1, 0, 0.1, 1.1, 0.0, 0.0, 1.2, 0.0, 5.0, "EURUSD", "", "")
+    with pytest.raises((TypeError, ValueError)):
+        positions_from_structs([good._replace(price_current=None)], 0)
+    with pytest.raises(AttributeError):
+        positions_from_structs([object()], 0)
+    assert positions_from_structs([], 0) == ()
+
+
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6),
+                 st.decimals(allow_nan=False, allow_infinity=False, places=12).map(float)))
+def test_memoised_rounding_is_the_reference_rounding(x: float) -> None:
+    for _ in range(2):  # the second call may come from the memo
+        got, want = _f(x), reference_f(x)
+        if math.isnan(want):
+            assert math.isnan(got)
+        else:
+            assert got == want and math.copysign(1.0, got) == math.copysign(1.0, want)
+
+
+def test_memoised_rounding_keeps_the_sign_of_zero() -> None:
+    assert math.copysign(1.0, _f(0.0)) == 1.0 and math.copysign(1.0, _f(-0.0)) == -1.0
+    assert math.copysign(1.0, _f(0.0)) == 1.0
