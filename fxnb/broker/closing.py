@@ -112,6 +112,7 @@ class CloseJob:
         self.deals: list[int] = []  # deal tickets from those results
         self.prices: list[tuple[float, float]] = []  # (volume, price) from results, if deals never show up
         self.unresolved = False  # an ambiguous answer has not been reconciled with a re-read yet
+        self.reply_lost = False  # the last send's reply never came (it may have executed)
         self.ambiguous_seen = False
         self.retries_left = self.s.max_retries
         self.fixed: set[int] = set()
@@ -210,7 +211,10 @@ class CloseJob:
         except BrokerError as exc:
             raise _Stop(f"{self._so_far()}; could not re-read the position: {exc}") from exc
         if self.unresolved:
+            before = self.closed
             self._reconcile(pos)
+            if self.reply_lost:
+                pos = self._await_lost_reply(pos, before)
             if self.deals_in_doubt and pos is not None and self._remaining() > EPS:
                 # the position's view may lag its deals: without knowing which exit deals are ours,
                 # a resend could close twice what was asked once; stop and report what is known
@@ -220,6 +224,28 @@ class CloseJob:
             if self.closed > EPS or self.ambiguous_seen:
                 raise _Stop(f"{self._so_far()}; the position is no longer open")
             raise _Stop("the position was closed elsewhere while retrying", retcode=rc.POSITION_CLOSED)
+        return pos
+
+    def _await_lost_reply(self, pos: Any | None, before: float) -> Any | None:
+        """A lost reply: give a lagging terminal (300-800 ms is reported) a bounded time to show the close.
+
+        If nothing shows up, stop rather than resend: a resend after an executed request closes twice
+        what was asked once, the worst outcome there is; an unsent close is reported and can be retried.
+        """
+        self.reply_lost = False
+        for _ in range(max(1, self.s.deal_poll_attempts)):
+            if pos is None or self.closed > before + EPS:
+                return pos
+            self.b._sleep(self.s.deal_poll_interval_s)
+            try:
+                pos = self.b._position_raw(self.ticket)
+            except BrokerError as exc:
+                raise _Stop(f"{self._so_far()}; reply lost and the position could not be re-read: {exc}") from exc
+            self._reconcile(pos)
+        if pos is not None and self.closed <= before + EPS:
+            waited = max(1, self.s.deal_poll_attempts) * self.s.deal_poll_interval_s
+            raise _Stop(f"{self._so_far()}; the reply to the request was lost and after {waited:g} s the terminal "
+                        "shows no change: not sending again (check the position before retrying)")
         return pos
 
     def _reconcile(self, pos: Any | None) -> None:
@@ -317,7 +343,7 @@ class CloseJob:
         self.message = f"order_send returned None: {text} ({rc.last_error_name(code)} {code})"
         if rc.send_outcome_unknown(code):
             # the request may have been executed: never resend blindly; re-read first (next loop turn)
-            self.unresolved = self.ambiguous_seen = True
+            self.unresolved = self.ambiguous_seen = self.reply_lost = True
             self._spend_retry()
             return
         if rc.is_ipc(code):

@@ -226,15 +226,15 @@ def test_lost_reply_of_an_executed_partial_close_is_settled_from_the_history(sim
     assert result.deals == (deal.ticket,) and result.profit == pytest.approx(deal.profit + deal.commission)
 
 
-def test_lost_reply_of_an_unexecuted_close_resends_only_what_is_open(sim: SimTerminal) -> None:
+def test_lost_reply_of_an_unexecuted_close_is_reported_not_resent(sim: SimTerminal) -> None:
     lost = LostReply(sim, execute=False)
     broker, _ = _broker(lost)
     broker.account()
     (p,) = broker.positions()
     result = broker.close(p.ticket, volume=0.4)
-    assert [r["volume"] for r in lost.requests] == [0.4, 0.4]
-    assert result.status is CloseStatus.CLOSED and result.closed_volume == 0.4, result
-    assert _outs(sim, p.ticket) == [0.4]
+    assert [r["volume"] for r in lost.requests] == [0.4]
+    assert result.status is CloseStatus.FAILED and "not sending again" in result.message, result
+    assert _outs(sim, p.ticket) == []
 
 
 def _changed_in_the_opening_millisecond(tmp_path: Path) -> tuple[SimTerminal, int]:
@@ -279,7 +279,7 @@ def test_no_blind_resend_when_the_history_cannot_tell(tmp_path: Path) -> None:
         assert _outs(t, ticket) == [0.4]
         assert result.status is CloseStatus.FAILED and result.closed_volume == 0.0, result
         assert "not sending again" in result.message
-        assert sum(ft.sleeps) < 1.0  # and it did not wait for deals it could not recognise
+        assert sum(ft.sleeps) <= 2.0  # a bounded wait for a lagging terminal, nothing more
     finally:
         t.close()
 
