@@ -9,12 +9,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fxnb.errors import ConfigError
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def setup_logging(logs_dir: Path, *, level: int = logging.INFO, console: bool = True) -> Path:
     """Send fxnb's logs to ``logs/profit_monitor.log`` (5 MB x 5 files) and stderr."""
-    logs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        logs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"paths.logs: cannot create {logs_dir} ({exc.strerror or exc})") from None
     os.chmod(logs_dir, 0o700)
     path = logs_dir / "profit_monitor.log"
     root = logging.getLogger()

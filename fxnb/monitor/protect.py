@@ -132,7 +132,7 @@ class Protection(_Base):
     def _guard_closes(self, closes: list[CloseDecision], now: float, *, dry: bool) -> None:
         """One operation per guard, all its tickets together, through the engine's close path."""
         by_rule: dict[str, list[CloseDecision]] = {}
-        for d in closes:
+        for d in self.without_cooldown(closes, now):
             by_rule.setdefault(d.rule, []).append(d)
         for rule, decisions in sorted(by_rule.items()):
             tickets = sorted(d.ticket for d in decisions)

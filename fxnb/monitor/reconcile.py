@@ -34,8 +34,12 @@ class Reconciler(_Base):
             self._reconcile_op(op, now)
             if op.get("file_name") and op["file_name"] in leftovers:
                 self.commands.complete(leftovers.pop(op["file_name"]))
-        for path in leftovers.values():  # claimed but never recorded: it never ran
-            self._run_claimed(path, now, self.cfg.commands.max_file_bytes)
+        for path in leftovers.values():
+            op = self.store.get_operation_by_command(path.name.removeprefix("cmd_").removesuffix(".json"))
+            if op is not None and op["status"] not in ("pending", "processing"):
+                self.commands.complete(path)  # finished before the crash; only the file was left behind
+                continue
+            self._run_claimed(path, now, self.cfg.commands.max_file_bytes)  # claimed, never recorded: never ran
 
     def _reconcile_op(self, op: dict[str, Any], now: float) -> None:
         op_id = int(op["id"])
@@ -63,7 +67,7 @@ class Reconciler(_Base):
                 res = self._reconcile_ticket(t, pos, op, params, expired)
             results.append(res)
             self.store.add_result(op_id, res, finished_at=_iso(self.clock()))
-            if res.status == CloseStatus.CLOSED and pos is None:
+            if res.status == CloseStatus.CLOSED and (pos is None or self._gone(t)):
                 self.store.mark_closed(t, realised_profit=res.profit, reason=op.get("source") == "rule" and "rule"
                                        or "command", closed_at=now)
         all_results = [self._as_result(r) for r in self.store.results(op_id)]
@@ -71,6 +75,12 @@ class Reconciler(_Base):
         self.store.finish_operation(op_id, status, finished_at=_iso(self.clock()),
                                     error_message=None if status == "completed" else "reconciled after a restart")
         log.info(kv("reconciled", operation=op["command_id"], status=status, recorded=len(results)))
+
+    def _gone(self, ticket: int) -> bool:
+        try:
+            return self.broker.position(ticket) is None
+        except BrokerError:
+            return False
 
     def _reconcile_ticket(self, t: int, pos: Position | None, op: dict[str, Any], params: dict[str, Any],
                           expired: bool) -> CloseResult:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from fxnb import rules
 from fxnb.errors import BrokerError
 from fxnb.guards import PROTECTIVE_RULES, filter_by_spread
-from fxnb.models import CloseResult, CloseStatus, Snapshot, SymbolSpec
+from fxnb.models import CloseDecision, CloseResult, CloseStatus, Snapshot, SymbolSpec
 from fxnb.monitor.logs import kv
 from fxnb.monitor.targets import DRY_RUN_KEY, iso
 
@@ -27,6 +27,10 @@ else:
     _Base = object
 
 log = logging.getLogger("fxnb.monitor")
+
+COOLDOWN_KEY = "rule_cooldown"
+RULE_RETRY_FIRST_S = 5.0  # a failed automatic close is tried again after this, doubling each time
+RULE_RETRY_MAX_S = 300.0
 
 
 class RuleRunner(_Base):
@@ -59,6 +63,7 @@ class RuleRunner(_Base):
             decisions, blocked = filter_by_spread(decisions, snap.positions, specs, self.cfg.guards.spread)
             for b in blocked:
                 log.info(kv("rule_deferred", ticket=b.ticket, rule=b.rule, reason=b.reason))
+        decisions = self.without_cooldown(decisions, now)
         if not decisions:
             return
         dry = s.rules_mode == "dry_run"
@@ -72,6 +77,22 @@ class RuleRunner(_Base):
                                     now=now, dry=dry, volume=None if d.full else d.volume)
         if dry:
             self.store.set_rule_state(DRY_RUN_KEY, sorted(fired))
+
+    def without_cooldown(self, decisions: list[CloseDecision], now: float) -> list[CloseDecision]:
+        """Skip tickets whose last automatic close failed recently (market closed, Algo Trading off...):
+        retrying on every poll would write one failed operation per poll for a whole weekend."""
+        cooling = self.store.get_rule_state(COOLDOWN_KEY, {}) or {}
+        return [d for d in decisions if cooling.get(str(d.ticket), [0.0])[0] <= now]
+
+    def _cool_down(self, tickets: list[int], now: float) -> None:
+        """Back off per ticket: 5 s, 10 s, 20 s ... up to 5 minutes between automatic attempts."""
+        old = self.store.get_rule_state(COOLDOWN_KEY, {}) or {}
+        cooling = {k: v for k, v in old.items() if v[0] + RULE_RETRY_MAX_S > now}  # forget long-quiet ones
+        for t in tickets:
+            step = min(RULE_RETRY_MAX_S, cooling.get(str(t), [0.0, RULE_RETRY_FIRST_S / 2])[1] * 2)
+            cooling[str(t)] = [now + step, step]
+        self.store.set_rule_state(COOLDOWN_KEY, cooling)
+        log.info(kv("rule_cooldown", tickets=tickets))
 
     def run_rule_operation(self, rule: str, op_type: str, tickets: list[int], *, reason: str, now: float,
                            dry: bool, volume: float | None = None) -> str:
@@ -95,6 +116,9 @@ class RuleRunner(_Base):
                                           partial_rule=rule == "partial_close")
         status = self._final_status(results)
         self.store.finish_operation(op_id, status, finished_at=iso(self.clock()))
+        failed = [r.ticket for r in results if r.status is CloseStatus.FAILED]
+        if failed and not dry:
+            self._cool_down(failed, now)
         log.info(kv("rule_action", rule=rule, tickets=tickets, volume=volume, reason=reason, dry_run=dry,
                     status=status))
         what = f"ticket {tickets[0]}" if len(tickets) == 1 else f"{len(tickets)} tickets"

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import hmac
 import json
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -28,6 +30,7 @@ from fxnb.alerts import WebhookDispatcher
 from fxnb.broker import make_broker
 from fxnb.commands import CommandDir
 from fxnb.config import Config
+from fxnb.errors import ConfigError, FxnbError
 from fxnb.monitor.engine import Engine
 from fxnb.monitor.lock import InstanceLock
 from fxnb.monitor.logs import kv, setup_logging
@@ -206,7 +209,7 @@ class _Handler(tornado.web.RequestHandler):
     def get(self) -> None:
         if self.token:
             given = self.request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given, self.token):
+            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self.token.encode()):
                 self.set_status(401)
                 self.finish({"error": "missing or wrong bearer token"})
                 return
@@ -240,6 +243,15 @@ def run_monitor(cfg: Config) -> int:
     lock.acquire()
     try:
         return asyncio.run(Monitor(cfg).main())
+    except OSError as exc:  # a path that is a file, a missing folder, a port in use: one line, not a traceback
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        if exc.errno == errno.EADDRINUSE:
+            raise FxnbError(f"http.port {cfg.http.port}: address already in use on {cfg.http.host}") from None
+        if isinstance(exc, socket.gaierror):
+            raise ConfigError(f"http.host {cfg.http.host!r}: cannot resolve it ({exc})") from None
+        raise ConfigError(f"cannot start the monitor: {exc.strerror or exc}{where}") from None
+    except (KeyError, TypeError) as exc:  # simulator settings the schema lets through (e.g. an unknown symbol)
+        raise ConfigError(f"broker.sim: invalid simulator settings ({type(exc).__name__}: {exc})") from None
     finally:
         lock.release()
 

@@ -1,0 +1,56 @@
+"""``fxnb monitor`` with a kill -9 injected at one named point of its own code.
+
+    FXNB_CRASH_AT="fxnb.storage.writer:Store.finish_operation:after:1" \
+        python tests/hardening/_crashpoint_monitor.py --config ws/config.json
+
+``module:Class.method:before|after:N`` — on the Nth call of that method the process
+sends itself SIGKILL, just before the call or just after it returned. Nothing is
+cleaned up (no atexit, no finally), exactly as if the operator's ``kill -9`` or the
+OOM killer had landed there; what was committed to SQLite and the file system stays.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+
+def install(spec: str) -> None:
+    module_name, attr, when, nth_text = spec.split(":")
+    if when not in ("before", "after"):
+        raise SystemExit(f"FXNB_CRASH_AT: expected before|after, got {when!r}")
+    nth = int(nth_text)
+    module = importlib.import_module(module_name)
+    owner_name, _, method = attr.rpartition(".")
+    owner = getattr(module, owner_name) if owner_name else module
+    original = getattr(owner, method)
+    lock = threading.Lock()
+    calls = 0
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        with lock:
+            calls += 1
+            hit = calls == nth
+        if hit and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = original(*args, **kwargs)
+        if hit and when == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    setattr(owner, method, wrapper)
+
+
+if __name__ == "__main__":
+    install(os.environ["FXNB_CRASH_AT"])
+    from fxnb.cli import main
+
+    sys.argv = ["fxnb", "monitor", *sys.argv[1:]]
+    main()
