@@ -129,9 +129,10 @@ class CommandIntake(_Base):
 
     def _reject(self, claimed: Path, reason: str, now: float, *, duplicate_of: str | None = None) -> None:
         """Malformed or duplicate: to commands/errors/ with the reason, and a final 'rejected' row."""
+        cmd_id = None if duplicate_of else self._id_from_name(claimed.name)
         self.commands.fail(claimed, reason)
         self.store.reject_operation(
-            None if duplicate_of else self._id_from_name(claimed.name), error_message=reason,
+            cmd_id, error_message=reason,
             operation_type="invalid", requested_by="unknown",
             params={"duplicate_of": duplicate_of} if duplicate_of else None, file_name=claimed.name, at=now,
         )

@@ -91,6 +91,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
 
 
 def _assert_rejected(h: Hostile, reasons: dict[str, str]) -> None:
+    # the reason file lands in errors/ just before the row commits: wait for the rows, not only the files
+    eventually(lambda: set(reasons) <= set(h.rows()), 10)
     rows = h.rows()
     for name, reason in reasons.items():
         assert reason.strip(), name
