@@ -27,6 +27,7 @@ from sqlite_utils import Database
 from fxnb.errors import StorageError
 from fxnb.storage import schema
 from fxnb.storage._codec import decode_row, iso_utc
+from fxnb.storage._conn import Connection
 
 _HEARTBEAT_BOOLS = ("last_poll_ok", "connected", "terminal_trade_allowed", "rules_paused")
 
@@ -43,8 +44,10 @@ _HEARTBEAT_BOOLS = ("last_poll_ok", "connected", "terminal_trade_allowed", "rule
 
 
 
-class Reader:
+class Reader(Connection):
     """Read-only view of the database at ``path``. Cheap to open; one per kernel or per panel."""
+
+    what = "reader for"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         """Open ``path`` read-only. :raises StorageError: if there is no fxnb database there yet."""
@@ -79,26 +82,6 @@ class Reader:
     def open(cls, path: str | os.PathLike[str]) -> Reader:
         """Same as ``Reader(path)``; mirrors :meth:`Store.open`."""
         return cls(path)
-
-    @property
-    def db(self) -> Database:
-        """The read-only sqlite-utils ``Database``, for ad-hoc queries in notebooks."""
-        if self._db is None:
-            raise StorageError(f"reader for {self.path} is closed")
-        return self._db
-
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-    def __enter__(self) -> Reader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- plumbing ----------------------------------------------------------------------------
 

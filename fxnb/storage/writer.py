@@ -36,6 +36,7 @@ from fxnb.errors import StorageError
 from fxnb.models import Account, CloseResult, Position, Snapshot
 from fxnb.storage import schema
 from fxnb.storage._codec import Timestamp, decode_row, dumps, iso_or_none, iso_utc, to_epoch, to_iso
+from fxnb.storage._conn import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -250,8 +251,10 @@ def _create_private_file(path: Path) -> None:
         os.close(fd)
 
 
-class Store:
+class Store(Connection):
     """Write access to the fxnb database. Open with :meth:`Store.open`; one per monitor process."""
+
+    what = "store"
 
     def __init__(self, db: Database, path: Path, *, clock: Clock = time.time) -> None:
         """Wrap an already configured and migrated ``db``. Use :meth:`open` instead."""
@@ -283,26 +286,6 @@ class Store:
             conn.close()
             raise
         return cls(db, p, clock=clock)
-
-    @property
-    def db(self) -> Database:
-        """The underlying sqlite-utils ``Database``, for tests and diagnostics. Do not write through it."""
-        if self._db is None:
-            raise StorageError(f"store {self.path} is closed")
-        return self._db
-
-    def close(self) -> None:
-        """Close the connection. The last close checkpoints the WAL into the main file."""
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _iso(self, at: Timestamp | None) -> str:
         """``at`` in the stored spelling, or the clock's "now" when it is None."""
