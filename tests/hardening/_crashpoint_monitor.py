@@ -7,6 +7,10 @@
 sends itself SIGKILL, just before the call or just after it returned. Nothing is
 cleaned up (no atexit, no finally), exactly as if the operator's ``kill -9`` or the
 OOM killer had landed there; what was committed to SQLite and the file system stays.
+
+``FXNB_HOOK_ACTION=disconnect`` (with ``FXNB_HOOK_STATE`` = the simulator's state file)
+does something else at that point: it makes the simulated terminal unreachable (control
+file ``disconnected: true``) and lets the call go on, as if the terminal died right there.
 """
 
 from __future__ import annotations
@@ -31,6 +35,15 @@ def install(spec: str) -> None:
     original = getattr(owner, method)
     lock = threading.Lock()
     calls = 0
+    action = os.environ.get("FXNB_HOOK_ACTION", "kill")
+
+    def strike() -> None:
+        if action == "disconnect":
+            from fxnb.broker.sim import write_control
+
+            write_control(os.environ["FXNB_HOOK_STATE"], disconnected=True)
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -39,10 +52,10 @@ def install(spec: str) -> None:
             calls += 1
             hit = calls == nth
         if hit and when == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
+            strike()
         result = original(*args, **kwargs)
         if hit and when == "after":
-            os.kill(os.getpid(), signal.SIGKILL)
+            strike()
         return result
 
     setattr(owner, method, wrapper)

@@ -77,8 +77,8 @@ def op_status(cfg: Config, command_id: str) -> str | None:
 class CrashingMonitor(MonitorProcess):
     """``fxnb monitor`` that SIGKILLs itself at ``crash_at`` (see ``_crashpoint_monitor.py``)."""
 
-    def __init__(self, cfg: Config, crash_at: str) -> None:
-        super().__init__(cfg, env={"FXNB_CRASH_AT": crash_at})
+    def __init__(self, cfg: Config, crash_at: str, *, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(cfg, env={"FXNB_CRASH_AT": crash_at, **(env or {})})
 
     def start(self, *, wait: bool = False, timeout: float = 30.0) -> CrashingMonitor:
         self.port_file.unlink(missing_ok=True)
