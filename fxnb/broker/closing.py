@@ -113,6 +113,7 @@ class CloseJob:
         self.prices: list[tuple[float, float]] = []  # (volume, price) from results, if deals never show up
         self.unresolved = False  # an ambiguous answer has not been reconciled with a re-read yet
         self.reply_lost = False  # the last send's reply never came (it may have executed)
+        self.await_change = False  # after an ambiguous answer: give a lagging terminal time to show it
         self.ambiguous_seen = False
         self.retries_left = self.s.max_retries
         self.fixed: set[int] = set()
@@ -213,8 +214,8 @@ class CloseJob:
         if self.unresolved:
             before = self.closed
             self._reconcile(pos)
-            if self.reply_lost:
-                pos = self._await_lost_reply(pos, before)
+            if self.await_change:
+                pos = self._await_change(pos, before)
             if self.deals_in_doubt and pos is not None and self._remaining() > EPS:
                 # the position's view may lag its deals: without knowing which exit deals are ours,
                 # a resend could close twice what was asked once; stop and report what is known
@@ -226,13 +227,16 @@ class CloseJob:
             raise _Stop("the position was closed elsewhere while retrying", retcode=rc.POSITION_CLOSED)
         return pos
 
-    def _await_lost_reply(self, pos: Any | None, before: float) -> Any | None:
-        """A lost reply: give a lagging terminal (300-800 ms is reported) a bounded time to show the close.
+    def _await_change(self, pos: Any | None, before: float) -> Any | None:
+        """After an ambiguous answer: give a lagging terminal (300-800 ms is reported) a bounded time to show it.
 
-        If nothing shows up, stop rather than resend: a resend after an executed request closes twice
-        what was asked once, the worst outcome there is; an unsent close is reported and can be retried.
+        The first re-read can come before the terminal shows an executed close; resending then closes
+        twice what was asked once, the worst outcome there is. So wait until the close shows or the
+        window ends. An answered 10011/10012 that still shows nothing was not executed: the loop resends
+        what is still open (``mt5_api.md`` §4.5). A lost reply that shows nothing stops instead: the
+        request may still be queued in the terminal, and an unsent close is reported and can be retried.
         """
-        self.reply_lost = False
+        lost, self.await_change, self.reply_lost = self.reply_lost, False, False
         for _ in range(max(1, self.s.deal_poll_attempts)):
             if pos is None or self.closed > before + EPS:
                 return pos
@@ -240,9 +244,10 @@ class CloseJob:
             try:
                 pos = self.b._position_raw(self.ticket)
             except BrokerError as exc:
-                raise _Stop(f"{self._so_far()}; reply lost and the position could not be re-read: {exc}") from exc
+                raise _Stop(f"{self._so_far()}; after an ambiguous answer the position could not be re-read: "
+                            f"{exc}") from exc
             self._reconcile(pos)
-        if pos is not None and self.closed <= before + EPS:
+        if lost and pos is not None and self.closed <= before + EPS:
             waited = max(1, self.s.deal_poll_attempts) * self.s.deal_poll_interval_s
             raise _Stop(f"{self._so_far()}; the reply to the request was lost and after {waited:g} s the terminal "
                         "shows no change: not sending again (check the position before retrying)")
@@ -343,7 +348,7 @@ class CloseJob:
         self.message = f"order_send returned None: {text} ({rc.last_error_name(code)} {code})"
         if rc.send_outcome_unknown(code):
             # the request may have been executed: never resend blindly; re-read first (next loop turn)
-            self.unresolved = self.ambiguous_seen = self.reply_lost = True
+            self.unresolved = self.ambiguous_seen = self.reply_lost = self.await_change = True
             self._spend_retry()
             return
         if rc.is_ipc(code):
@@ -375,7 +380,7 @@ class CloseJob:
             self._spend_retry()
             return
         if cls is rc.RetcodeClass.AMBIGUOUS:
-            self.unresolved = self.ambiguous_seen = True
+            self.unresolved = self.ambiguous_seen = self.await_change = True
             self._spend_retry()
             return
         if cls is rc.RetcodeClass.FIX:
@@ -407,12 +412,19 @@ class CloseJob:
         self.delay = min(self.delay * 2, self.s.retry_backoff_max_s)
 
     def _settle_ambiguity(self) -> None:
+        """The last answer was ambiguous and nothing more will be sent: find out what it did, in bounded time."""
+        before = self.closed
         try:
             pos = self.b._position_raw(self.ticket)
         except BrokerError as exc:
             self.notes.append(f"outcome unknown: could not re-read the position ({exc})")
             return
         self._reconcile(pos)
+        if self.await_change:
+            try:
+                self._await_change(pos, before)
+            except _Stop as stop:
+                self.notes.append(f"outcome unknown: {stop.message}")
 
     # -- reporting -----------------------------------------------------------
     def _so_far(self) -> str:

@@ -26,7 +26,7 @@ import pytest
 from fxnb.broker import Broker, make_broker
 from fxnb.broker import retcodes as rc
 from fxnb.broker.adapter import DEAL_FIELDS, AdapterSettings
-from fxnb.broker.sim import SimSettings, create_terminal, write_control
+from fxnb.broker.sim import SimSettings, SimTerminal, create_terminal, write_control
 from fxnb.errors import BrokerError, BrokerUnavailable, ConfigError
 from fxnb.models import CloseStatus, Side
 
@@ -585,6 +585,43 @@ def test_lost_reply_with_no_visible_change_is_not_resent(sims: Callable[..., Any
     assert "not sending again" in result.message
     assert pos_volume(broker, p.ticket) == 1.0
     assert 0 < sum(ft.sleeps) <= 2.0  # a bounded wait for a lagging terminal, then stop
+
+
+def _lagging(tmp_path: Path, ft: FakeTime, **faults: Any) -> tuple[Broker, int]:
+    """A broker over a terminal on the fake clock with one 1.0-lot EURUSD position and ``faults``."""
+    section = sim_section(positions=[{"symbol": "EURUSD", "volume": 1.0}], faults=faults)
+    terminal = SimTerminal(SimSettings.from_mapping(section, tmp_path), clock=ft.clock)
+    broker = Broker(terminal, settings=AdapterSettings(magic=MAGIC), sleep=ft.sleep, clock=ft.clock)
+    broker.connect()
+    ft.now += 1.0  # past the opening's own visibility delay
+    (p,) = broker.positions()
+    return broker, p.ticket
+
+
+def _out_volumes(broker: Broker, ticket: int) -> list[float]:
+    return [d["volume"] for d in broker.deals_for_position(ticket) if d["entry"] == 1]
+
+
+def test_an_executed_10012_on_a_lagging_terminal_is_not_resent(tmp_path: Path) -> None:
+    """10012 after executing, and the terminal shows the change only after 300 ms: the first re-read (after
+    100 ms) still shows the whole position, and a resend there closed 0.2 of a 0.1 partial (soak, CI)."""
+    ft = FakeTime()
+    broker, ticket = _lagging(tmp_path, ft, timeout_rate=1.0, ambiguous_executes=True, visibility_delay_ms=300)
+    result = broker.close(ticket, volume=0.1)
+    ft.now += 1.0
+    assert _out_volumes(broker, ticket) == [0.1]  # once
+    assert result.attempts == 1 and (result.status, result.closed_volume) == (CloseStatus.CLOSED, 0.1), result
+    assert pos_volume(broker, ticket) == 0.9
+
+
+def test_an_unexecuted_10012_is_resent_after_the_wait(tmp_path: Path) -> None:
+    """10012 that executed nothing shows no change in the whole wait: then resending is what §4.5 asks."""
+    ft = FakeTime()
+    broker, ticket = _lagging(tmp_path, ft, timeout_rate=1.0, visibility_delay_ms=300)
+    result = broker.close(ticket, volume=0.1)
+    assert result.attempts == broker.settings.max_retries + 1, result
+    assert result.status is CloseStatus.FAILED and result.retcode == 10012, result
+    assert _out_volumes(broker, ticket) == [] and pos_volume(broker, ticket) == 1.0
 
 
 def test_lost_replies_until_retries_run_out_still_never_over_close(sims: Callable[..., Any]) -> None:
