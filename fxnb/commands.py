@@ -10,6 +10,10 @@ Layout (``CommandDir(root)``)::
     commands/processing/cmd_{id}.json  claimed, being executed
     commands/errors/cmd_{id}.json    rejected, with cmd_{id}.json.error.json beside it
 
+A reason file whose name would be too long for the file system (a legal but
+long command file name) is named ``{name cut short}~{12 hex of its SHA-256}.error.json``;
+its ``original`` field holds the full name either way.
+
 At-most-once: a command runs only after :meth:`CommandDir.claim` has moved its
 file into ``processing/`` with one atomic rename; of several claimers exactly one
 gets the path, the others ``None``. Renames never replace an existing file
@@ -50,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import hashlib
 import json
 import os
 import secrets
@@ -93,12 +98,15 @@ __all__ = [
     "is_possibly_incomplete",
     "new_command_id",
     "parse_command",
+    "reason_file",
 ]
 
 DEFAULT_MAX_AGE_S = 60.0
 DEFAULT_MAX_BYTES = 65536
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+NAME_MAX = 255  # bytes in one file name (Linux and macOS file systems)
+_TMP_EXTRA = len(".") + len(".tmp")  # what _write_atomic adds to a name for its temp file
 
 
 def _utcnow() -> datetime:
@@ -287,9 +295,12 @@ class CommandDir:
         """Move a pending or claimed file into ``errors/`` and write ``<name>.error.json`` beside it.
 
         Nothing in ``errors/`` is ever replaced: on a name clash the file becomes
-        ``cmd_{id}.dup-N.json``. Failing a *pending* file is itself a claim (one
-        atomic rename), so it cannot race with a consumer. Raises
-        ``FileNotFoundError`` if the file is gone. Returns the new path.
+        ``cmd_{id}.dup-N.json``. A name too long for its reason file gets a shortened
+        one (see ``_fit_name``); the record's ``original`` is always the full name.
+        Failing a *pending* file is itself a claim (one atomic rename), so it cannot
+        race with a consumer. Raises ``FileNotFoundError`` if the file is gone, and
+        ``OSError`` if it cannot be moved or its reason cannot be written (a full disk,
+        a read-only folder): the file is then put back where it was. Returns the new path.
         """
         src = Path(path_or_claimed)
         if src.parent not in (self.root, self.processing_dir):
@@ -297,9 +308,9 @@ class CommandDir:
         at = (now if now is not None else self._clock()).astimezone(UTC)
         stem, suffix = Path(src.name).stem, Path(src.name).suffix
         for n in range(10_000):
-            name = src.name if n == 0 else f"{stem}.dup-{n}{suffix}"
+            name = src.name if n == 0 else _fit_name(stem, f".dup-{n}{suffix}")
             dest = self.errors_dir / name
-            if os.path.lexists(dest) or os.path.lexists(_error_sibling(dest)):
+            if os.path.lexists(dest) or os.path.lexists(reason_file(dest)):
                 continue
             try:
                 _rename_noreplace(src, dest)
@@ -315,9 +326,15 @@ class CommandDir:
             record["extra"] = extra
         data = json.dumps(record, indent=2, default=str).encode()
         try:
-            self._write_atomic(_error_sibling(dest), data)
-        except FileExistsError:  # someone created it in between: keep theirs, add ours uniquely
-            self._write_atomic(dest.with_name(f"{dest.name}.{secrets.token_hex(4)}.error.json"), data)
+            try:
+                self._write_atomic(reason_file(dest), data)
+            except FileExistsError:  # someone created it in between: keep theirs, add ours uniquely
+                self._write_atomic(dest.with_name(_fit_name(dest.name, f".{secrets.token_hex(4)}.error.json",
+                                                            reserve=_TMP_EXTRA)), data)
+        except OSError:  # full disk, read-only folder: no file in errors/ without its reason
+            with contextlib.suppress(OSError):
+                _rename_noreplace(dest, src)  # back where it was, to be failed again later
+            raise
         return dest
 
 
@@ -347,8 +364,24 @@ def _read_limited(path: Path, limit: int) -> bytes:
     return data
 
 
-def _error_sibling(path: Path) -> Path:
-    return path.with_name(f"{path.name}.error.json")
+def reason_file(path: Path) -> Path:
+    """``<name>.error.json`` beside ``path`` (shortened if too long to write; see ``_fit_name``)."""
+    return path.with_name(_fit_name(path.name, ".error.json", reserve=_TMP_EXTRA))
+
+
+def _fit_name(name: str, tail: str, *, reserve: int = 0) -> str:
+    """``name + tail``, unless that (plus ``reserve`` bytes for a temp file's affixes) is longer than a
+    file name may be: then ``name`` cut short, ``~``, 12 hex digits of its SHA-256, ``tail``. A legal
+    command file name must not make its reason file impossible to write; the hash keeps the short
+    name deterministic and distinct."""
+    if len(os.fsencode(name + tail)) + reserve <= NAME_MAX:
+        return name + tail
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
+    budget = NAME_MAX - reserve - len(os.fsencode(tail)) - len(digest) - 1
+    cut = name
+    while len(os.fsencode(cut)) > budget:  # by characters, so a multi-byte one is never split
+        cut = cut[:-1]
+    return f"{cut}~{digest}{tail}"
 
 
 def _listing(directory: Path) -> list[Path]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,18 +278,91 @@ def _cross_checks(data: Mapping[str, Any]) -> list[str]:
             f"http.host: {http['host']!r} is not a loopback address; set http.token_env to the name of an "
             "environment variable holding an access token, or listen on 127.0.0.1"
         )
-    sim_list = data["broker"]["sim"].get("positions", {}).get("list", [])
-    if sim_list is not None and not isinstance(sim_list, list):
-        raise ConfigError("broker.sim.positions.list: expected a list of positions")
-    for i, item in enumerate(sim_list or []):
-        if not isinstance(item, Mapping) or "symbol" not in item or "volume" not in item:
-            raise ConfigError(
-                f"broker.sim.positions.list[{i}]: expected an object with at least symbol and volume, got {item!r}"
-            )
-    mc = data["broker"]["sim"].get("faults", {}).get("market_closed", [])
-    if mc is not None and not isinstance(mc, list):
-        raise ConfigError("broker.sim.faults.market_closed: expected a list of symbols")
+    sim = data["broker"]["sim"]
+    _check_sim_positions(sim.get("positions", {}).get("list"))
+    _check_market_closed(sim.get("faults", {}).get("market_closed"))
     return warnings
+
+
+# One entry of broker.sim.positions.list: the keys fxnb.broker.sim.seeding reads (symbol and type apart).
+_POSITION_NUMBERS: dict[str, Num] = {
+    "volume": Num(0, 100_000, lo_open=True),
+    "price_open": Num(0, 1e9, lo_open=True),
+    "magic": Num(0, 2**63 - 1, integer=True),
+    "sl": Num(0, 1e9),
+    "tp": Num(0, 1e9),
+}
+_POSITION_KEYS = ("symbol", "type", "volume", "price_open", "magic", "comment", "sl", "tp")
+_WINDOW_KEYS = ("symbol", "from", "to")
+_HHMM = re.compile(r"(?:[01]?\d|2[0-3]):[0-5]\d|24:00")
+
+
+def _sim_symbol(key: str, value: Any, *, star: bool = False) -> None:
+    """A name from the simulator's own symbol table (``"*"`` too where it means every symbol).
+
+    Checked here, not by the simulator, because there an unknown symbol is a KeyError at start-up."""
+    from fxnb.broker.sim.symbols import SPECS  # lazy: loading a config must not load the simulator
+
+    if star and value == "*":
+        return
+    if not isinstance(value, str) or value not in SPECS:
+        every = '"*" (every symbol) or ' if star else ""
+        raise ConfigError(f"{key}: {value!r} is not a simulator symbol (use {every}one of {', '.join(SPECS)})")
+
+
+def _check_sim_positions(value: Any) -> None:
+    """``broker.sim.positions.list``: the simulator opens these as given, so a typo must stop the start."""
+    from fxnb.broker.sim.requests import COMMENT_MAX, valid_comment  # lazy, as in _sim_symbol
+
+    key = "broker.sim.positions.list"
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of positions, got {type_name(value)}")
+    for i, item in enumerate(value):
+        where = f"{key}[{i}]"
+        if not isinstance(item, Mapping) or "symbol" not in item or "volume" not in item:
+            raise ConfigError(f"{where}: expected an object with at least symbol and volume, got {item!r}")
+        for k in item:
+            if k not in _POSITION_KEYS:
+                raise ConfigError(f"{where}.{k}: unknown key (allowed: {', '.join(_POSITION_KEYS)})")
+        _sim_symbol(f"{where}.symbol", item["symbol"])
+        side = item.get("type", "buy")
+        if side not in ("buy", "sell", 0, 1) or isinstance(side, bool):
+            raise ConfigError(f"{where}.type: expected \"buy\" or \"sell\", got {side!r}")
+        for k, spec in _POSITION_NUMBERS.items():
+            if k in item and not (k == "price_open" and item[k] is None):  # a null price_open: at the market
+                check_value(f"{where}.{k}", spec, item[k])
+        comment = item.get("comment", "")
+        if not isinstance(comment, str) or not valid_comment(comment):
+            raise ConfigError(f"{where}.comment: expected printable ASCII of at most {COMMENT_MAX} characters, "
+                              f"got {comment!r}")
+
+
+def _check_market_closed(value: Any) -> None:
+    """``broker.sim.faults.market_closed``: symbol names, or daily windows of server time."""
+    key = "broker.sim.faults.market_closed"
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of symbols, got {type_name(value)}")
+    for i, entry in enumerate(value):
+        where = f"{key}[{i}]"
+        if isinstance(entry, str):
+            _sim_symbol(where, entry, star=True)
+            continue
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f'{where}: expected a symbol name ("*" = every symbol) or an object '
+                              f'{{"symbol": ..., "from": "HH:MM", "to": "HH:MM"}}, got {type_name(entry)} {entry!r}')
+        for k in entry:
+            if k not in _WINDOW_KEYS:
+                raise ConfigError(f"{where}.{k}: unknown key (allowed: {', '.join(_WINDOW_KEYS)})")
+        _sim_symbol(f"{where}.symbol", entry.get("symbol", "*"), star=True)
+        if ("from" in entry) != ("to" in entry):
+            raise ConfigError(f"{where}: give both from and to (a daily window), or neither (closed all day)")
+        for k in ("from", "to"):
+            if k in entry and not (isinstance(entry[k], str) and _HHMM.fullmatch(entry[k])):
+                raise ConfigError(f"{where}.{k}: expected a time \"HH:MM\" (server time), got {entry[k]!r}")
 
 
 def default_config_path() -> Path:

@@ -32,9 +32,12 @@ def monitor_health(
     if hb.get("state") == "stopped":
         reason = "the monitor was stopped"
     elif stale:
-        reason = f"no heartbeat for {updated_age:.0f}s (limit {limit:.0f}s): the monitor is not running"
+        reason = (f"no heartbeat for {updated_age:.0f}s (limit {limit:.0f}s): the monitor is not running "
+                  "(or cannot write the database: see its /healthz and log)")
     elif not hb.get("connected"):
         reason = f"terminal disconnected: {hb.get('last_error') or 'reconnecting'}"
+    elif hb.get("last_error"):  # running, but something fails (e.g. commands/ is read-only)
+        reason = hb["last_error"]
     hb.update(stale=stale, last_poll_age_s=None if poll_age is None else round(poll_age, 1),
               heartbeat_age_s=None if updated_age is None else round(updated_age, 1), reason=reason)
     return hb

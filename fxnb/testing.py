@@ -158,3 +158,21 @@ def run_cli(*args: str, cfg: Config | None = None, timeout: float = 120.0) -> su
 
 
 __all__ = ["MonitorProcess", "make_workspace", "update_config", "wait_for_operation", "run_cli", "template"]
+
+
+def fill_disk(directory: Path) -> Path:
+    """Write zeros into ``directory/.filler`` until its file system says it is full; unlink it to free the space.
+
+    For tests on a small tmpfs: size it well above what the workspace writes on its own (SQLite's WAL
+    grows to about 4 MB before its first checkpoint), or the disk is full before this is called.
+    """
+    filler = directory / ".filler"
+    block = b"\0" * 65536
+    with open(filler, "wb", buffering=0) as fh:  # unbuffered: nothing left over for close() to fail on
+        try:
+            while fh.write(block):
+                pass
+        except OSError:
+            pass
+    return filler
+

@@ -23,8 +23,14 @@ ALERT_KINDS: tuple[str, ...] = (
     "flattened",
     "disconnected",
     "reconnected",
+    "close_settled",
+    "database_failing",
+    "database_recovered",
+    "commands_failing",
+    "commands_recovered",
 )
-DEFAULT_EVENTS: tuple[str, ...] = ("command_failed", "guard_warning", "guard_fired", "disconnected", "reconnected")
+DEFAULT_EVENTS: tuple[str, ...] = ("command_failed", "guard_warning", "guard_fired", "disconnected", "reconnected",
+                                   "database_failing", "commands_failing")
 
 # Store events that never become alerts directly: the store records every connect and
 # disconnect at once, while an alert waits for ``disconnected_after_seconds`` (DisconnectWatch).

@@ -43,14 +43,19 @@ ON CONFLICT (ticket) DO UPDATE SET current_price = excluded.current_price, profi
 """
 
 
-def _timed(obj: Any, name: str, sink: list[tuple[float, Any]]) -> None:
-    """Shadow ``obj.name`` with a wrapper that records (seconds, result) of each call."""
+def _timed(obj: Any, name: str, sink: list[tuple[float, Any]], keep: Callable[[Any], Any] | None = None) -> None:
+    """Shadow ``obj.name`` with a wrapper that records (seconds, result) of each call.
+
+    ``keep`` reduces the result to what the measurement needs (a count, say): a sink that held
+    every 10,000-position snapshot would grow the heap each cycle, and so make the garbage
+    collector's full passes (which walk the whole heap) slower than they are in the monitor.
+    """
     fn = getattr(obj, name)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         result = fn(*args, **kwargs)
-        sink.append((time.perf_counter() - start, result))
+        sink.append((time.perf_counter() - start, result if keep is None else keep(result)))
         return result
 
     setattr(obj, name, wrapper)
@@ -117,10 +122,10 @@ def measure(tmp: Path, n: int, mode: str, cycles: int, *, profile: bool = False)
         for _ in range(2):  # warm-up: first sight of the book, the hourly prune
             clock.offset += 1.0
             assert engine.poll(), engine.health.last_error
-        _timed(engine.broker, "snapshot", snaps)
-        _timed(engine.store, "sync_positions", syncs)
-        _timed(oe.terminal, "positions_get", sim)
-        _timed(oe.terminal, "account_info", sim)
+        _timed(engine.broker, "snapshot", snaps, keep=lambda r: len(r.positions))
+        _timed(engine.store, "sync_positions", syncs, keep=lambda r: len(r.changed))
+        _timed(oe.terminal, "positions_get", sim, keep=lambda r: None)
+        _timed(oe.terminal, "account_info", sim, keep=lambda r: None)
         rule_ops = engine.store.db.execute(
             "SELECT COUNT(*) FROM position_close_operations WHERE source = 'rule'").fetchone()[0]
         cycle, snap_ms, sync_ms, sim_ms, changed, book = [], [], [], [], [], []
@@ -133,15 +138,15 @@ def measure(tmp: Path, n: int, mode: str, cycles: int, *, profile: bool = False)
             snap_ms.append(snaps[-1][0] * 1000)
             sync_ms.append(syncs[-1][0] * 1000)
             sim_ms.append(sum(t for t, _ in sim) * 1000)
-            changed.append(len(syncs[-1][1].changed))
-            book.append(len(snaps[-1][1].positions))
+            changed.append(syncs[-1][1])
+            book.append(snaps[-1][1])
         rule_ops = engine.store.db.execute(
             "SELECT COUNT(*) FROM position_close_operations WHERE source = 'rule'").fetchone()[0] - rule_ops
         prof = None
         if profile:
             clock.offset += 1.0
             prof = _profile(engine.poll)
-        positions = snaps[-1][1].positions
+        positions = engine.broker.snapshot().positions  # the book the floor writes
     finally:
         oe.close()
     return {"cycle": cycle, "snapshot": snap_ms, "sync": sync_ms, "sim": sim_ms, "changed": changed, "book": book,

@@ -14,29 +14,33 @@ import dataclasses
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from fxnb import __version__, rules
 from fxnb.alerts import DisconnectWatch, WebhookDispatcher, alert_from_event
 from fxnb.broker import Broker
 from fxnb.commands import CommandDir
 from fxnb.config import Config
-from fxnb.errors import BrokerError, BrokerUnavailable
+from fxnb.errors import BrokerError, BrokerUnavailable, StorageError
+from fxnb.gcpause import gc_paused
 from fxnb.guards import spread_warning
-from fxnb.models import CloseResult, CloseStatus, Snapshot
-from fxnb.monitor.intake import CommandIntake
+from fxnb.models import CloseResult, CloseStatus, Position, Snapshot
+from fxnb.monitor.intake import COMMANDS, DATABASE, CommandIntake
 from fxnb.monitor.logs import kv
 from fxnb.monitor.protect import PAUSED_BY_KEY, Protection
-from fxnb.monitor.reconcile import Reconciler
+from fxnb.monitor.reconcile import EXIT_ENTRIES, Reconciler, deal_net
 from fxnb.monitor.ruling import RuleRunner
 from fxnb.monitor.targets import PAUSED_KEY, iso, select_targets
 from fxnb.storage import Store
 
 log = logging.getLogger("fxnb.monitor")
+T = TypeVar("T")
 
 
 @dataclass
@@ -53,6 +57,15 @@ class Health:
     account: dict[str, Any] = field(default_factory=dict)
     queue_depth: int = 0
     started_at: float = field(default_factory=time.time)
+    # what the environment refuses right now, by area (DATABASE, COMMANDS): set once when it starts
+    # failing, removed when it works again (Engine.report_problem / clear_problem)
+    problems: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def error(self) -> str | None:
+        """Everything wrong now, for ``last_error``: a poll's success must not hide a full disk."""
+        parts = [*self.problems.values(), *([self.last_error] if self.last_error else [])]
+        return "; ".join(parts) or None
 
 
 class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
@@ -70,10 +83,16 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
         self.exec_lock = threading.Lock()
         self.health = Health(started_at=clock())
         self.rule_settings = rules.RuleSettings.from_mapping(cfg.raw["profit_monitor"])
+        # terminal server time minus UTC: the simulator's is configured; a real terminal's is read off a tick
         self._server_offset_s = int(float(cfg.broker.sim.get("server_offset_hours", 2)) * 3600) \
             if cfg.broker.kind == "sim" else 0
+        self._offset_known = cfg.broker.kind == "sim"
         self._last_prune = 0.0
         self._last_profit_percent: dict[int, float] = {}
+        # a refused write interrupted work that ``recover`` (intake) must finish, as a restart would
+        self.needs_recovery = False
+        self._problem_since: dict[str, float] = {}
+        self._unrecorded_rejections: list[Callable[[], object]] = []  # rows of files already in errors/
 
     # ---------------------------------------------------------------- events and alerts
     def emit(self, level: str, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
@@ -84,6 +103,65 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
             alert = alert_from_event(level, kind, message, data, at=now)
             if alert is not None:
                 self.alerts.submit(alert)
+
+    def _try_emit(self, level: str, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        """``emit`` for reports about the environment: an event the database refuses still goes to the webhooks."""
+        try:
+            self.emit(level, kind, message, data)
+        except StorageError:
+            alert = alert_from_event(level, kind, message, data, at=self.clock())
+            if alert is not None and self.alerts is not None:
+                self.alerts.submit(alert)
+
+    # ---------------------------------------------------------------- a failing environment
+    def environment_failed(self, exc: StorageError | OSError) -> None:
+        """A write was refused (full disk, read-only folder): report it once and retry the work later.
+
+        Nothing is lost or run twice: a command whose row could not be written was not executed and
+        waits in ``processing/``; anything half-done is finished by ``recover`` like after a crash.
+        """
+        self.needs_recovery = True
+        if isinstance(exc, StorageError):
+            cause = exc.__cause__
+            what = str(cause) if isinstance(cause, sqlite3.Error) else str(exc)
+            self.report_problem(DATABASE, f"database write failed: {what} ({self.store.path}); "
+                                          "rules and commands wait until it can be written")
+        else:  # one message per folder, not per file: it is said again only when it changes
+            where = Path(os.fsdecode(exc.filename)) if exc.filename else self.commands.root
+            root = self.commands.root
+            place = f"commands folder {root}" if root in (where, *where.parents) else f"{where.parent}"
+            self.report_problem(COMMANDS, f"{place}: {exc.strerror or exc}; commands wait until it can be written")
+
+    def guarded(self, fn: Callable[[], T], default: T) -> T:
+        """Run one job on the broker thread; a refused database write is reported and retried, not raised."""
+        try:
+            return fn()
+        except StorageError as exc:
+            self.environment_failed(exc)
+            return default
+
+    def report_problem(self, area: str, message: str) -> None:
+        """One log line, one event, /status and /healthz: once, and again only if the message changes."""
+        if self.health.problems.get(area) == message:
+            return
+        self.health.problems[area] = message
+        self._problem_since.setdefault(area, self.clock())
+        log.error(kv("problem", area=area, error=message))
+        self._try_emit("error", f"{area}_failing", message, {"area": area})
+        if area != DATABASE:  # the heartbeat would fail too (and report it again)
+            self._heartbeat()
+
+    def clear_problem(self, area: str) -> None:
+        """It works again: say so once, with how long it failed (the event is the record of a database outage)."""
+        message = self.health.problems.pop(area, None)
+        if message is None:
+            return
+        lasted = self.clock() - self._problem_since.pop(area, self.clock())
+        log.info(kv("problem_cleared", area=area, after_s=round(lasted, 1), was=message))
+        what = "the database takes writes" if area == DATABASE else "the commands folder works"
+        self._try_emit("warning" if area == DATABASE else "info", f"{area}_recovered",
+                       f"{what} again after {lasted:.0f} s; it failed with: {message}",
+                       {"area": area, "seconds": round(lasted, 1)})
 
     def watch_connection(self) -> None:
         """Alert when the terminal stays away longer than the threshold, and again when it is back."""
@@ -124,9 +202,31 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
     def paused(self) -> bool:
         return bool(self.store.get_rule_state(PAUSED_KEY, False))
 
+    def server_offset(self, positions: Iterable[Position]) -> int | None:
+        """Terminal server time minus UTC (seconds), or None while it cannot be told (no live quote)."""
+        if not self._offset_known:
+            for p in positions:
+                try:
+                    offset = self.broker.server_offset_s(p.symbol, self.clock())
+                except BrokerError:
+                    return None
+                if offset is not None:
+                    self._server_offset_s, self._offset_known = offset, True
+                break
+        return self._server_offset_s if self._offset_known else None
+
     # ---------------------------------------------------------------- polling
     def poll(self) -> bool:
-        """One cycle: read the book, record it, reconcile vanished tickets, apply rules."""
+        """One cycle: read the book, record it, reconcile vanished tickets, apply rules.
+
+        The cyclic collector is paused for the cycle (``gc_paused``): everything a cycle builds is
+        freed by reference counting when it ends, and at 10,000 positions collections in the middle
+        of it cost more than the database writes.
+        """
+        with gc_paused():
+            return self._poll()
+
+    def _poll(self) -> bool:
         if not self.health.connected and not self.connect():
             return False
         started = time.perf_counter()
@@ -142,6 +242,8 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
             self._heartbeat()
             log.error(kv("poll_failed", error=str(exc)))
             return False
+        if not self._offset_known:
+            self.server_offset(snap.positions)  # open times in UTC from the first live quote on
         self._record_snapshot(snap, now)
         if self.health.connected:
             self.apply_automation(snap, now)
@@ -149,6 +251,7 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
         self.health.last_poll_at = now
         self.health.last_poll_ok = True
         self.health.last_error = None
+        self.clear_problem(DATABASE)  # the snapshot was written: the database takes writes again
         self._heartbeat()
         if now - self._last_prune > 3600:
             self._last_prune = now
@@ -178,10 +281,14 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
         row = self.store.position(ticket)
         identifier = int((row or {}).get("identifier") or ticket)
         try:
-            realised = self.broker.realised_profit(identifier)
+            deals = self.broker.deals_for_position(identifier)
         except BrokerError as exc:
             log.warning(kv("realised_unknown", ticket=ticket, error=str(exc)))
             realised = None
+        else:
+            if self.settle_vanished(ticket, identifier, deals, now):
+                return  # fxnb's own deals closed it
+            realised = round(sum(deal_net(d) for d in deals if int(d["entry"]) in EXIT_ENTRIES), 2)
         self.store.mark_closed(ticket, realised_profit=realised, reason="external", closed_at=now)
         log.info(kv("closed_outside_fxnb", ticket=ticket, realised=realised))
 
@@ -347,12 +454,19 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
 
     # ---------------------------------------------------------------- heartbeat
     def _heartbeat(self) -> None:
+        """Best effort: a heartbeat that cannot be written is reported, never a reason to stop a close."""
         h = self.health
+        try:
+            self._write_heartbeat(h)
+        except StorageError as exc:
+            self.environment_failed(exc)
+
+    def _write_heartbeat(self, h: Health) -> None:
         self.store.heartbeat(
             pid=os.getpid(), hostname=socket.gethostname(), version=__version__,
             started_at=iso(h.started_at), updated_at=iso(self.clock()),
             last_poll_at=iso(h.last_poll_at) if h.last_poll_at else None, last_poll_ok=h.last_poll_ok,
-            poll_duration_ms=round(h.poll_duration_ms, 3), connected=h.connected, last_error=h.last_error,
+            poll_duration_ms=round(h.poll_duration_ms, 3), connected=h.connected, last_error=h.error,
             rules_mode=self.rule_settings.rules_mode, rules_paused=self.paused,
             check_interval=self.cfg.profit_monitor.check_interval, open_positions=h.open_positions,
             queue_depth=h.queue_depth, account_login=h.account.get("login"),

@@ -6,17 +6,19 @@ runs on the broker thread like the rest of the engine.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fxnb.commands import Command, is_expired, parse_command, validate_id
-from fxnb.errors import BrokerError, CommandError
+from fxnb.errors import BrokerError, CommandError, StorageError
 from fxnb.models import CloseStatus
 from fxnb.monitor.logs import kv
 from fxnb.monitor.protect import PAUSED_BY_KEY
-from fxnb.monitor.targets import BULK_TYPES, PAUSED_KEY, iso, select_targets
+from fxnb.monitor.targets import BULK_TYPES, PAUSED_KEY, iso, opened_after, select_targets
 from fxnb.storage import DuplicateCommand
 
 if TYPE_CHECKING:
@@ -26,19 +28,64 @@ else:
 
 log = logging.getLogger("fxnb.monitor")
 _iso = iso
+DATABASE = "database"  # Health.problems areas: the store refuses writes ...
+COMMANDS = "commands"  # ... or the commands folder does (read-only, full, gone)
 
 
 class CommandIntake(_Base):
     def process_pending(self) -> int:
-        """Handle every command file present now. Returns how many were handled."""
+        """Handle every command file present now. Returns how many were handled.
+
+        A write the environment refuses (database full, ``commands/`` read-only) stops neither
+        this pass nor the other files: it is reported once (``environment_failed``), the file
+        stays where it was (``commands/`` or ``processing/``) and ``recover`` finishes it later.
+        """
         handled = 0
-        pending = self.commands.pending()
+        folder_failed = False
+        try:
+            recovered = self.recover()
+        except (StorageError, OSError) as exc:
+            recovered, folder_failed = False, isinstance(exc, OSError)
+            self.environment_failed(exc)
+        try:
+            pending = self.commands.pending()
+        except OSError as exc:  # commands/ itself gone or unreadable
+            self.environment_failed(exc)
+            return 0
         self.health.queue_depth = len(pending)
         for path in pending:
-            if self.process_file(path):
-                handled += 1
-        self.health.queue_depth = len(self.commands.pending()) if handled else self.health.queue_depth
+            try:
+                if self.process_file(path):
+                    handled += 1
+            except (StorageError, OSError) as exc:
+                folder_failed = folder_failed or isinstance(exc, OSError)
+                self.environment_failed(exc)
+        if (handled or recovered) and not folder_failed:
+            self.clear_problem(COMMANDS)  # files were moved again: the folder takes writes
+        with contextlib.suppress(OSError):
+            self.health.queue_depth = len(self.commands.pending()) if handled else self.health.queue_depth
         return handled
+
+    def recover(self) -> bool:
+        """After a refused write or a lost terminal, finish what was interrupted exactly as after a restart.
+
+        That is ``reconcile``: a command whose row could not be written never ran, so it runs now if it
+        has not expired (recorded 'expired' otherwise); an operation cut short is reconciled against the
+        terminal, so nothing runs twice; a file that could not be removed or moved is dealt with. Waits
+        while the database is known to fail (a successful poll clears that) and while the terminal is
+        away. True if it ran.
+        """
+        if not self.needs_recovery or DATABASE in self.health.problems or not self.health.connected:
+            return False
+        self.needs_recovery = False  # environment_failed sets it again if this fails too
+        while self._unrecorded_rejections:
+            try:
+                self._unrecorded_rejections[0]()
+            except DuplicateCommand:
+                pass  # the id was recorded meanwhile: that record stands
+            self._unrecorded_rejections.pop(0)
+        self.reconcile()
+        return True
 
     def process_file(self, path: Path) -> bool:
         """Claim, validate and run one file. Never raises for a bad file."""
@@ -130,14 +177,23 @@ class CommandIntake(_Base):
     def _reject(self, claimed: Path, reason: str, now: float, *, duplicate_of: str | None = None) -> None:
         """Malformed or duplicate: to commands/errors/ with the reason, and a final 'rejected' row."""
         cmd_id = None if duplicate_of else self._id_from_name(claimed.name)
+        # the file first (all or nothing: a refused move or reason file leaves it where it was, for a retry),
+        # then its row; a row the database refuses is written by ``recover`` once it can be
         self.commands.fail(claimed, reason)
-        self.store.reject_operation(
-            cmd_id, error_message=reason,
+        log.warning(kv("command", file=claimed.name, status="rejected", reason=reason))
+        record = functools.partial(
+            self.store.reject_operation, cmd_id, error_message=reason,
             operation_type="invalid", requested_by="unknown",
             params={"duplicate_of": duplicate_of} if duplicate_of else None, file_name=claimed.name, at=now,
         )
+        try:
+            record()
+        except DuplicateCommand:
+            pass  # the id was recorded meanwhile (a race with its own file): that record stands
+        except StorageError:
+            self._unrecorded_rejections.append(record)
+            raise
         self.emit("warning", "command_rejected", reason, {"file": claimed.name})
-        log.warning(kv("command", file=claimed.name, status="rejected", reason=reason))
 
     def _execute_command(self, op_id: int, cmd: Command) -> None:
         now = self.clock()
@@ -166,7 +222,12 @@ class CommandIntake(_Base):
                 self.store.finish_operation(op_id, "failed", finished_at=_iso(self.clock()), error_message=msg)
                 log.error(kv("command", id=cmd.id, type=cmd.type, status="failed", error=msg))
                 return
-            targets = select_targets(cmd, snap.positions)
+            offset = self.server_offset(snap.positions)
+            targets = select_targets(cmd, snap.positions, server_offset_s=offset)
+            later = [p.ticket for p in snap.positions if opened_after(cmd, p, offset)]
+            if later:
+                log.info(kv("command_left_open", id=cmd.id, reason="opened after the command was written",
+                            tickets=later[:20]))
         else:
             assert cmd.ticket is not None
             targets = [cmd.ticket]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fxnb.errors import BrokerError
+from fxnb.errors import BrokerError, CommandError
 from fxnb.models import CloseResult, CloseStatus, Position
 from fxnb.monitor.logs import kv
 from fxnb.monitor.targets import iso
@@ -22,6 +23,12 @@ else:
     _Base = object
 
 log = logging.getLogger("fxnb.monitor")
+EXIT_ENTRIES = frozenset({1, 2, 3})  # DEAL_ENTRY_OUT, _INOUT, _OUT_BY
+
+
+def deal_net(d: dict[str, Any]) -> float:
+    """A deal's (as ``Broker.deals_for_position`` gives it) part of realised P/L: profit, swap, commission, fee."""
+    return float(d["profit"]) + float(d["swap"]) + float(d["commission"]) + float(d["fee"])
 _iso = iso
 
 
@@ -31,9 +38,10 @@ class Reconciler(_Base):
         now = self.clock()
         leftovers = {p.name: p for p in self.commands.in_processing()}
         for op in self.store.unfinished_operations():
-            self._reconcile_op(op, now)
-            if op.get("file_name") and op["file_name"] in leftovers:
-                self.commands.complete(leftovers.pop(op["file_name"]))
+            path = leftovers.pop(op["file_name"], None) if op.get("file_name") else None
+            self._reconcile_op(op, now, path)
+            if path is not None:
+                self.commands.complete(path)
         for path in leftovers.values():
             op = self.store.get_operation_by_command(path.name.removeprefix("cmd_").removesuffix(".json"))
             if op is not None and op["status"] not in ("pending", "processing"):
@@ -41,18 +49,14 @@ class Reconciler(_Base):
                 continue
             self._run_claimed(path, now, self.cfg.commands.max_file_bytes)  # claimed, never recorded: never ran
 
-    def _reconcile_op(self, op: dict[str, Any], now: float) -> None:
+    def _reconcile_op(self, op: dict[str, Any], now: float, path: Path | None) -> None:
         op_id = int(op["id"])
         expired = bool(op.get("expires_at")) and datetime.fromisoformat(op["expires_at"]).timestamp() <= now
         done = {int(r["ticket"]) for r in op.get("results") or []}
         targets = op.get("target_tickets")
         params = op.get("params") or {}
-        if targets is None:  # created but never claimed: nothing was sent, and re-running late is unsafe
-            self.store.finish_operation(
-                op_id, "expired" if expired else "failed", finished_at=_iso(now),
-                error_message="interrupted by a monitor restart before it ran; nothing was sent - send it again "
-                "if it is still wanted",
-            )
+        if targets is None:  # recorded but never claimed: nothing was sent
+            self._run_unclaimed(op, now, expired, path)
             return
         results = []
         for t in targets:
@@ -76,6 +80,26 @@ class Reconciler(_Base):
                                     error_message=None if status == "completed" else "reconciled after a restart")
         log.info(kv("reconciled", operation=op["command_id"], status=status, recorded=len(results)))
 
+    def _run_unclaimed(self, op: dict[str, Any], now: float, expired: bool, path: Path | None) -> None:
+        """Run it now if it has not expired and its file is still there (exactly what a claimed file gets);
+        otherwise it ends as expired or failed with nothing sent."""
+        op_id = int(op["id"])
+        reason = "interrupted by a monitor restart before it ran; nothing was sent"
+        if not expired and path is not None and op.get("source") == "operator":
+            try:
+                cmd = self._parse(self.commands.read_claimed(path, self.cfg.commands.max_file_bytes), path.name, now)
+            except (OSError, CommandError) as exc:
+                reason = f"{reason}; its file can no longer be read ({exc})"
+            else:
+                if cmd.id == op["command_id"]:
+                    log.info(kv("reconciled", operation=op["command_id"], status="running now"))
+                    self._execute_command(op_id, cmd)
+                    return
+        self.store.finish_operation(
+            op_id, "expired" if expired else "failed", finished_at=_iso(now),
+            error_message=f"{reason} - send it again if it is still wanted",
+        )
+
     def _gone(self, ticket: int) -> bool:
         try:
             return self.broker.position(ticket) is None
@@ -85,18 +109,25 @@ class Reconciler(_Base):
     def _reconcile_ticket(self, t: int, pos: Position | None, op: dict[str, Any], params: dict[str, Any],
                           expired: bool) -> CloseResult:
         partial = op["operation_type"] == "partial" or params.get("volume") is not None
+        claimed_at = op.get("claimed_at")
         if pos is None:
+            row = self.store.position(t) or {}
+            ours = self._our_exits_since(int(row.get("identifier") or t), claimed_at)
+            if ours:
+                return self._from_deals(t, ours, "closed before the monitor restarted; recorded on reconciliation")
             realised = 0.0
             try:
                 realised = self.broker.realised_profit(t)
             except BrokerError:
                 pass
             return CloseResult(ticket=t, status=CloseStatus.CLOSED, requested_volume=0.0, profit=realised,
-                               message="closed before the monitor restarted; recorded on reconciliation")
-        claimed_at = op.get("claimed_at")
-        if partial and claimed_at and self._closed_since(pos, claimed_at):
-            return CloseResult(ticket=t, status=CloseStatus.CLOSED, requested_volume=float(params.get("volume") or 0),
-                               message="partial close found in deal history after restart")
+                               message="closed before the monitor restarted; recorded on reconciliation "
+                               "(its deals were not in the history yet)")
+        if partial and claimed_at:
+            ours = self._our_exits_since(pos.identifier or pos.ticket, claimed_at)
+            if ours:
+                return self._from_deals(t, ours, "partial close found in deal history after restart",
+                                        requested=float(params.get("volume") or 0))
         if expired:
             return CloseResult(ticket=t, status=CloseStatus.FAILED, requested_volume=pos.volume,
                                message="not closed: the monitor restarted after the command expired")
@@ -106,13 +137,79 @@ class Reconciler(_Base):
             vol = pos.volume * float(pct) / 100.0
         return self._close_one(t, volume=vol, percent=None)
 
-    def _closed_since(self, pos: Position, claimed_at: str) -> bool:
+    def _our_exits_since(self, identifier: int, claimed_at: str | None) -> list[dict[str, Any]]:
+        """The position's exit deals made by fxnb (its magic) since the operation was claimed."""
+        if not claimed_at:
+            return []
         since = datetime.fromisoformat(claimed_at.replace("Z", "+00:00")).timestamp() + self._server_offset_s
         try:
-            deals = self.broker.deals_for_position(pos.identifier or pos.ticket)
+            deals = self.broker.deals_for_position(identifier)
         except BrokerError:
+            return []
+        magic = self.broker.settings.magic
+        return [d for d in deals if int(d["entry"]) in EXIT_ENTRIES and int(d["magic"]) == magic
+                and float(d["time"]) >= since - 1]
+
+    def settle_vanished(self, ticket: int, identifier: int, deals: list[dict[str, Any]], now: float) -> bool:
+        """A tracked position is gone: if fxnb's own deals closed it, record it as fxnb's close, not 'external'.
+
+        A close whose answer was lost (and the terminal went away before it showed the change) is
+        recorded 'failed' with nothing closed; its deal turns up in the history later. That result is
+        corrected to what the deals say, and its operation's status with it. Returns False when the last
+        exit deal is not fxnb's (someone else closed it: the caller records an external close).
+        """
+        magic = self.broker.settings.magic
+        exits = sorted((d for d in deals if int(d["entry"]) in EXIT_ENTRIES),
+                       key=lambda d: (d["time_msc"], d["ticket"]))
+        ours = [d for d in exits if int(d["magic"]) == magic]
+        if not ours:
             return False
-        return any(int(d.get("entry", 0)) != 0 and float(d.get("time", 0)) >= since - 1 for d in deals)
+        history = self.store.ticket_results(ticket)
+        recorded = {int(x) for r in history for x in (r.get("deals") or [])}
+        unrecorded = [d for d in ours if int(d["ticket"]) not in recorded]
+        doubtful = next((r for r in reversed(history) if r["status"] in ("failed", "partial")
+                         and r["operation_status"] not in ("pending", "processing")), None)
+        reason = "rule" if history and history[-1]["source"] == "rule" else "command"
+        by_us = int(exits[-1]["magic"]) == magic
+        if unrecorded and doubtful is not None:
+            found = self._from_deals(ticket, unrecorded, "")
+            closed = round(float(doubtful["closed_volume"]) + found.closed_volume, 8)
+            reason = "rule" if doubtful["source"] == "rule" else "command"
+            status = CloseStatus.CLOSED if closed >= float(doubtful["requested_volume"]) - 1e-8 else CloseStatus.PARTIAL
+            old_vol = float(doubtful["closed_volume"])
+            price = (old_vol * float(doubtful["price"]) + found.closed_volume * found.price) / closed
+            op_results = [self._as_result(r) for r in self.store.results(int(doubtful["operation_id"]))
+                          if int(r["id"]) != int(doubtful["id"])]
+            op_results.append(CloseResult(ticket=ticket, status=status, requested_volume=0.0))
+            op_status = self._final_status(op_results, single=doubtful["operation_type"] in ("single", "partial"))
+            note = (f"settled later: the deal history shows {found.closed_volume:g} lots closed by this request "
+                    f"(deals {list(found.deals)}), its answer had been lost")
+            self.store.settle_result(
+                int(doubtful["id"]), status=status.value, closed_volume=closed,
+                profit=round(float(doubtful["profit"]) + found.profit, 2), price=round(price, 8),
+                deals=[*(doubtful.get("deals") or []), *found.deals], note=note, operation_status=op_status,
+                close_reason=reason if by_us else None, at=now)
+            self.emit("warning", "close_settled", f"position {ticket}: {note}", {"ticket": ticket})
+            log.warning(kv("close_settled", ticket=ticket, operation=doubtful["operation_id"], status=status.value,
+                           closed=closed, operation_status=op_status))
+            if by_us:
+                return True
+        if not by_us:
+            return False
+        realised = round(sum(deal_net(d) for d in exits), 2)
+        self.store.mark_closed(ticket, realised_profit=realised, reason=reason, closed_at=now)
+        log.info(kv("closed_by_fxnb_deals", ticket=ticket, reason=reason, unrecorded=[d["ticket"] for d in unrecorded]))
+        return True
+
+    @staticmethod
+    def _from_deals(ticket: int, deals: list[dict[str, Any]], message: str, requested: float = 0.0) -> CloseResult:
+        """A close found in the deal history, recorded with what the deals say."""
+        volume = round(sum(float(d["volume"]) for d in deals), 8)
+        price = sum(float(d["volume"]) * float(d["price"]) for d in deals) / volume if volume > 0 else 0.0
+        profit = round(sum(deal_net(d) for d in deals), 2)
+        return CloseResult(ticket=ticket, status=CloseStatus.CLOSED, requested_volume=requested or volume,
+                           closed_volume=volume, price=round(price, 8), profit=profit, message=message,
+                           deals=tuple(int(d["ticket"]) for d in deals), symbol=str(deals[0]["symbol"]))
 
     @staticmethod
     def _as_result(row: dict[str, Any]) -> CloseResult:

@@ -30,8 +30,9 @@ from fxnb.alerts import WebhookDispatcher
 from fxnb.broker import make_broker
 from fxnb.commands import CommandDir
 from fxnb.config import Config
-from fxnb.errors import ConfigError, FxnbError
+from fxnb.errors import ConfigError, FxnbError, StorageError
 from fxnb.monitor.engine import Engine
+from fxnb.monitor.intake import DATABASE
 from fxnb.monitor.lock import InstanceLock
 from fxnb.monitor.logs import kv, setup_logging
 from fxnb.monitor.watcher import CommandWatcher
@@ -68,7 +69,10 @@ class Monitor:
             alerts.start()
         engine = Engine(cfg, broker, store, commands, alerts=alerts)
         if engine.connect():
-            engine.reconcile()
+            try:
+                engine.reconcile()
+            except (StorageError, OSError) as exc:  # start anyway (polls, rules go on); Engine.recover retries
+                engine.environment_failed(exc)
         return engine
 
     # ------------------------------------------------------------ jobs
@@ -79,11 +83,13 @@ class Monitor:
             await self.call(engine.watch_connection)
             return
         was = engine.health.connected
-        ok = await self.call(engine.poll)
+        ok = await self.call(engine.guarded, engine.poll, False)  # a full disk is reported, not raised
         if engine.health.connected:
             self._backoff = 1.0
-            if not was:  # back after an outage: finish what reconciliation and waiting commands need
-                await self.call(engine.reconcile)
+            if not was:  # back after an outage: reconcile (Engine.recover), then the commands that waited
+                engine.needs_recovery = True
+                self._wake.set()
+            elif ok and engine.needs_recovery:  # the database takes writes again: finish what it refused
                 self._wake.set()
         else:
             self._next_connect = time.monotonic() + self._backoff
@@ -126,7 +132,8 @@ class Monitor:
             "check_interval": self.cfg.profit_monitor.check_interval,
             "rules_mode": engine.rule_settings.rules_mode,
             "queue_depth": h.queue_depth,
-            "last_error": h.last_error,
+            "last_error": h.error,
+            "problems": dict(h.problems),
             "started_at": _iso(h.started_at),
             "pid": os.getpid(),
             "alerts": engine.alerts.stats() if engine.alerts is not None else {"enabled": False},
@@ -137,6 +144,9 @@ class Monitor:
         assert engine is not None
         h = engine.health
         reasons = []
+        problems = dict(h.problems)
+        if DATABASE in problems:  # nothing can be recorded, so no rule or command may run
+            reasons.append(problems[DATABASE])
         if not h.connected:
             reasons.append(f"terminal not connected: {h.last_error or 'connecting'}")
         max_age = 2 * self.cfg.profit_monitor.check_interval + 5
@@ -146,8 +156,10 @@ class Monitor:
         elif age > max_age:
             reasons.append(f"last successful poll {age:.0f}s ago (limit {max_age:.0f}s)")
         ok = not reasons
+        # the other problems (commands/ unwritable) stop operator commands, not the protection: still 200
         return (200 if ok else 503), {"ok": ok, "reasons": reasons, "connected": h.connected,
-                                      "last_poll_age_s": None if age is None else round(age, 3)}
+                                      "last_poll_age_s": None if age is None else round(age, 3),
+                                      "problems": problems}
 
     def make_app(self) -> tornado.web.Application:
         token_env = self.cfg.http.token_env

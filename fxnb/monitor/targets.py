@@ -18,10 +18,17 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def select_targets(cmd: Command, positions: Iterable[Position]) -> list[int]:
-    """The tickets a bulk command means, frozen from one snapshot at claim time."""
+def select_targets(cmd: Command, positions: Iterable[Position], *, server_offset_s: int | None) -> list[int]:
+    """The tickets a bulk command means, frozen from one snapshot at claim time.
+
+    A position the terminal says opened after the command was written is never a target: the operator
+    who clicked "close all" did not see it (a command can wait in the queue while the terminal is away).
+    ``server_offset_s`` turns the terminal's open times into UTC; None (unknown) skips that test.
+    """
     out = []
     for p in positions:
+        if opened_after(cmd, p, server_offset_s):
+            continue
         if cmd.symbol and p.symbol != cmd.symbol:
             continue
         if cmd.magic is not None and p.magic != cmd.magic:
@@ -35,3 +42,11 @@ def select_targets(cmd: Command, positions: Iterable[Position]) -> list[int]:
             continue
         out.append(p.ticket)
     return sorted(out)
+
+
+def opened_after(cmd: Command, p: Position, server_offset_s: int | None) -> bool:
+    """The terminal says ``p`` opened after ``cmd`` was written (its open time has whole seconds only,
+    so a position opened in the same second as the click still counts as seen)."""
+    if server_offset_s is None or not p.time:
+        return False
+    return p.time - server_offset_s > cmd.timestamp.timestamp()

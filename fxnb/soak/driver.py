@@ -62,16 +62,8 @@ FAULT_CYCLE: tuple[tuple[float, dict[str, Any], str | None], ...] = (
 )
 # Invariants that fail today because of a known, pinned bug: shown as KNOWN in the table and not failing the
 # run. Remove the entry when the bug is fixed (its strict xfail test then fails as XPASS and says so).
-_LOST_REPLY_RECORDING = (
-    "after a lost reply combined with IPC drops the adapter stops without resending (no double close any "
-    "more), but a close that did execute can be recorded 'failed' with 0 lots and later labelled 'external'"
-)
-KNOWN_ISSUES: dict[str, str] = {
-    "each close recorded what the terminal executed (volume)": _LOST_REPLY_RECORDING,
-    "audit: every close the terminal recorded has a close_results row": _LOST_REPLY_RECORDING,
-    "audit: recorded closed volume = OUT deal volume per position": _LOST_REPLY_RECORDING,
-    "close_reason says who closed it (fxnb: command/rule, else external)": _LOST_REPLY_RECORDING,
-}
+# None today.
+KNOWN_ISSUES: dict[str, str] = {}
 CLEAR = {"disconnected": None, "server_disconnected": None, "market_closed": None, "autotrading": None,
          "price_shift": None, "prices": None, "trade_disabled": None}
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fxnb.commands import reason_file
 from fxnb.config import Config
 
 EPS = 1e-6
@@ -327,7 +328,7 @@ def check_files_accounted(commands_dir: Path, *, expect_rejected: Mapping[str, b
     processing = sorted(p.name for p in (commands_dir / "processing").iterdir())
     errors = commands_dir / "errors"
     bad = [p for p in errors.iterdir() if not p.name.endswith(".error.json")]
-    lonely = sorted(p.name for p in bad if not (errors / f"{p.name}.error.json").exists())
+    lonely = sorted(p.name for p in bad if not reason_file(p).exists())
     wrong = []
     for name, rejected in (expect_rejected or {}).items():
         if (errors / name).exists() != rejected:

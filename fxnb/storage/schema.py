@@ -232,7 +232,20 @@ def _0002_open_positions_index(db: Database) -> None:
     db.execute("CREATE INDEX idx_position_tracking_status_symbol ON position_tracking (status, symbol, ticket)")
 
 
-SCHEMA_VERSION: str = "0002_open_positions_index"
+# Store.partial_closed_tickets (the profit rules' input, every poll with the rules on) asks for the
+# open positions whose partial close has run. Through the status index that read every open row
+# (1.2 ms at 10,000 positions). This partial index holds only positions that were ever partly closed
+# by the rule (a few), and answers the query alone: EXPLAIN QUERY PLAN "SEARCH position_tracking USING
+# COVERING INDEX idx_position_tracking_partial_closed (status=? AND partial_closed_at>?)". (Keyed on
+# ticket with the status in its WHERE instead, SQLite without statistics kept the status index.)
+# Polls do not touch it: a price update changes neither status nor partial_closed_at.
+@migrations(name="0003_partial_closed_index")
+def _0003_partial_closed_index(db: Database) -> None:
+    db.execute("CREATE INDEX idx_position_tracking_partial_closed ON position_tracking (status, partial_closed_at) "
+               "WHERE partial_closed_at IS NOT NULL")
+
+
+SCHEMA_VERSION: str = "0003_partial_closed_index"
 """Name of the newest migration; :func:`schema_version` reports what a file has."""
 
 

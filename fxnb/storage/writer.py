@@ -26,13 +26,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
+from functools import partial
+from operator import gt, lt
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlite_utils import Database
 
 from fxnb.errors import StorageError
+from fxnb.gcpause import gc_paused
 from fxnb.models import Account, CloseResult, Position, Snapshot
 from fxnb.storage import schema
 from fxnb.storage._codec import Timestamp, decode_row, dumps, iso_or_none, iso_utc, to_epoch, to_iso
@@ -108,12 +110,12 @@ _POS_COLUMNS = (
     "profit_percent",
 )
 _QUOTE_START = 9
-# Builds the same tuple from a Position in C (attrgetter), because sync runs on
-# every poll over the whole book. Side is a str enum, so Side.BUY == "buy".
-_position_values = attrgetter(
-    "ticket", "side", "volume", "price_open", "sl", "tp", "magic", "identifier", "comment",
-    "price_current", "profit", "swap",
-)  # fmt: skip
+# sync_positions builds these values as a tuple display in its loop: on Position instances the
+# interpreter's specialised attribute loads are over twice as fast as operator.attrgetter.
+# Side is a str enum, so Side.BUY == "buy".
+_POSITIVE = partial(lt, 0.0)  # x > 0
+_NEGATIVE = partial(gt, 0.0)  # x < 0
+
 # ?14 = last_update.
 _UPDATE_POSITION = """
 UPDATE position_tracking SET type = ?2, volume = ?3, original_volume = MAX(original_volume, ?3),
@@ -166,6 +168,14 @@ _HEARTBEAT_FIELDS = frozenset(
 )
 
 _CLOSED_STATUSES = "('closed', 'partial')"  # results where something was actually closed
+# An operation's totals from its close_results (realised, from deals), for an UPDATE with :id.
+_OP_TOTALS = f"""positions_closed = (SELECT COUNT(*) FROM close_results
+        WHERE operation_id = :id AND status IN {_CLOSED_STATUSES}),
+    positions_failed = (SELECT COUNT(*) FROM close_results WHERE operation_id = :id AND status = 'failed'),
+    total_profit_closed = (SELECT COALESCE(SUM(profit), 0.0) FROM close_results
+        WHERE operation_id = :id AND status IN {_CLOSED_STATUSES} AND profit > 0),
+    total_loss_closed = (SELECT COALESCE(-SUM(profit), 0.0) FROM close_results
+        WHERE operation_id = :id AND status IN {_CLOSED_STATUSES} AND profit < 0)"""
 
 _UPSERT_RESULT = """
 INSERT INTO close_results (operation_id, ticket, symbol, requested_volume, closed_volume,
@@ -325,65 +335,75 @@ class Store(Connection):
         """
         pct_get = (profit_percent or {}).get
         at = iso_utc(snapshot.taken_at)
+        positions = snapshot.positions
         cache = self._load_open_cache()
         cache_get = cache.get
         new: dict[int, tuple[Any, ...]] = {}
-        changed: dict[int, tuple[Any, ...]] = {}
+        changed: list[int] = []
         quotes: list[tuple[Any, ...]] = []  # changed rows whose only changes are quote columns
+        full: list[tuple[Any, ...]] = []  # changed rows with more than that
         q = _QUOTE_START
-        for pos in snapshot.positions:
-            values = _position_values(pos) + (pct_get(pos.ticket),)
-            old = cache_get(values[0])
-            if old is None:
-                new[values[0]] = values
-            elif old != values:
-                changed[values[0]] = values
-                if old[:q] == values[:q]:
-                    quotes.append((values[0], *values[q:], at))
-        db = self.db
         reopened: list[int] = []
-        with db.atomic():
-            if new:
-                reopened = [
-                    row[0]
-                    for row in db.execute(
-                        "SELECT ticket FROM position_tracking "
-                        "WHERE status = 'closed' AND ticket IN (SELECT value FROM json_each(?))",
-                        [dumps(list(new))],
-                    )
-                ]
-                by_ticket = {p.ticket: p for p in snapshot.positions if p.ticket in new}
-                db.conn.executemany(
-                    _INSERT_POSITION,
-                    [
-                        (
-                            *values,
-                            at,
-                            by_ticket[ticket].symbol,
-                            (by_ticket[ticket].time - server_offset_s) if by_ticket[ticket].time else None,
-                            by_ticket[ticket].time or None,
+        with gc_paused():
+            try:
+                # The cache is updated in place as rows are compared (a ticket twice in one book then
+                # ends as its last copy, in the cache and in the table alike) and reset below if
+                # anything fails before the commit: it must never claim what the table does not hold.
+                for pos in positions:
+                    ticket = pos.ticket
+                    pct = pct_get(ticket)
+                    values = (ticket, pos.side, pos.volume, pos.price_open, pos.sl, pos.tp, pos.magic,
+                              pos.identifier, pos.comment, pos.price_current, pos.profit, pos.swap, pct)  # fmt: skip
+                    old = cache_get(ticket)
+                    if old is None:
+                        new[ticket] = values
+                    elif old != values:
+                        cache[ticket] = values
+                        changed.append(ticket)
+                        if old[:q] == values[:q]:
+                            quotes.append((ticket, pos.price_current, pos.profit, pos.swap, pct, at))
+                        else:
+                            full.append((*values, at))
+                db = self.db
+                with db.atomic():
+                    if new:
+                        reopened = [
+                            row[0]
+                            for row in db.execute(
+                                "SELECT ticket FROM position_tracking "
+                                "WHERE status = 'closed' AND ticket IN (SELECT value FROM json_each(?))",
+                                [dumps(list(new))],
+                            )
+                        ]
+                        by_ticket = {p.ticket: p for p in positions if p.ticket in new}
+                        db.conn.executemany(
+                            _INSERT_POSITION,
+                            [
+                                (*values, at, p.symbol, (p.time - server_offset_s) if p.time else None,
+                                 p.time or None)
+                                for ticket, values in new.items()
+                                for p in (by_ticket[ticket],)
+                            ],
                         )
-                        for ticket, values in new.items()
-                    ],
-                )
-            if quotes:
-                db.conn.executemany(_UPDATE_QUOTE, quotes)
-            if len(quotes) < len(changed):
-                db.conn.executemany(
-                    _UPDATE_POSITION,
-                    [(*v, at) for v in changed.values() if cache[v[0]][:q] != v[:q]],
-                )
-        cache.update(new)
-        cache.update(changed)
-        seen = len(snapshot.positions)
-        current = {p.ticket for p in snapshot.positions}
-        return SyncResult(
-            appeared=tuple(sorted(new)),
-            changed=tuple(sorted(changed)),
-            disappeared=tuple(sorted(cache.keys() - current)),
-            reopened=tuple(sorted(reopened)),
-            unchanged=seen - len(new) - len(changed),
-        )
+                    if quotes:
+                        db.conn.executemany(_UPDATE_QUOTE, quotes)
+                    if full:
+                        db.conn.executemany(_UPDATE_POSITION, full)
+            except BaseException:
+                self._open_cache = None  # re-read the truth next time
+                raise
+            cache.update(new)
+            current = {p.ticket for p in positions}
+            if len(current) < len(positions):  # a ticket twice (never from a real terminal)
+                changed = list(set(changed))
+            changed.sort()
+            return SyncResult(
+                appeared=tuple(sorted(new)),
+                changed=tuple(changed),
+                disappeared=tuple(sorted(cache.keys() - current)),
+                reopened=tuple(sorted(reopened)),
+                unchanged=len(positions) - len(new) - len(changed),
+            )
 
     @_writes
     def mark_closed(
@@ -455,8 +475,8 @@ class Store(Connection):
         """
         pnl = [p.profit + p.swap for p in positions]
         epoch = to_epoch(at)
-        winners = sum(x for x in pnl if x > 0)
-        losers = -sum(x for x in pnl if x < 0)
+        winners = sum(filter(_POSITIVE, pnl))
+        losers = -sum(filter(_NEGATIVE, pnl))
         with self.db.atomic() as db:
             cur = db.execute(
                 "INSERT INTO profit_monitoring (timestamp, ts, total_positions, total_profit, "
@@ -768,19 +788,64 @@ class Store(Connection):
                 f"""
                 UPDATE position_close_operations SET
                     status = :status, finished_at = :at, error_message = :err,
-                    positions_closed = (SELECT COUNT(*) FROM close_results
-                        WHERE operation_id = :id AND status IN {_CLOSED_STATUSES}),
-                    positions_failed = (SELECT COUNT(*) FROM close_results
-                        WHERE operation_id = :id AND status = 'failed'),
-                    total_profit_closed = (SELECT COALESCE(SUM(profit), 0.0) FROM close_results
-                        WHERE operation_id = :id AND status IN {_CLOSED_STATUSES} AND profit > 0),
-                    total_loss_closed = (SELECT COALESCE(-SUM(profit), 0.0) FROM close_results
-                        WHERE operation_id = :id AND status IN {_CLOSED_STATUSES} AND profit < 0)
+                    {_OP_TOTALS}
                 WHERE id = :id AND status IN ('pending', 'processing')
                 """,
                 {"status": status, "at": self._iso(finished_at), "err": error_message, "id": op_id},
             )
         return cur.rowcount == 1
+
+    @_writes
+    def ticket_results(self, ticket: int) -> list[dict[str, Any]]:
+        """Every recorded close of ``ticket``, oldest first, with its operation's ``source`` and type."""
+        rows = self.db.query(
+            "SELECT r.*, o.source, o.operation_type, o.status AS operation_status FROM close_results r "
+            "JOIN position_close_operations o ON o.id = r.operation_id WHERE r.ticket = ? "
+            "ORDER BY r.finished_at, r.id", [ticket])
+        return [dict(decode_row(r) or {}) for r in rows]
+
+    @_writes
+    def settle_result(self, result_id: int, *, status: str, closed_volume: float, profit: float, price: float,
+                      deals: Sequence[int], note: str, operation_status: str, close_reason: str | None,
+                      at: Timestamp | None = None) -> bool:
+        """A close that executed without its answer, found later in the deal history: correct its result,
+        its finished operation's status and totals, and mark the position closed, in ONE transaction.
+
+        Only a ``'failed'`` or ``'partial'`` result is ever corrected, and only upwards (what the terminal
+        shows it did); returns False (nothing written) for any other.
+        """
+        if operation_status not in schema.FINAL_STATUSES:
+            raise ValueError(f"operation status must be one of {schema.FINAL_STATUSES}, not {operation_status!r}")
+        if close_reason is not None and close_reason not in schema.CLOSE_REASONS:
+            raise ValueError(f"reason must be one of {schema.CLOSE_REASONS}, not {close_reason!r}")
+        when = self._iso(at)
+        with self.db.atomic() as db:
+            row = db.execute("SELECT operation_id, ticket, message FROM close_results WHERE id = ? "
+                             "AND status IN ('failed', 'partial')", [result_id]).fetchone()
+            if row is None:
+                return False
+            op_id, ticket, message = row
+            db.execute("UPDATE close_results SET status = ?, closed_volume = ?, profit = ?, price = ?, deals = ?, "
+                       "message = ? WHERE id = ?",
+                       [status, closed_volume, profit, price, dumps(list(deals)),
+                        f"{message}; {note}" if message else note, result_id])
+            db.execute(
+                f"""
+                UPDATE position_close_operations SET
+                    status = :status,
+                    error_message = CASE WHEN :status = 'completed' THEN NULL ELSE error_message END,
+                    {_OP_TOTALS}
+                WHERE id = :id AND status NOT IN ('pending', 'processing')
+                """,
+                {"status": operation_status, "id": op_id},
+            )
+            if close_reason is not None:
+                db.execute("UPDATE position_tracking SET status = 'closed', closed_at = ?1, close_reason = ?2, "
+                           "realised_profit = ?3, last_update = ?1 WHERE ticket = ?4 AND status = 'open'",
+                           [when, close_reason, profit, ticket])
+        if close_reason is not None and self._open_cache is not None:
+            self._open_cache.pop(int(ticket), None)
+        return True
 
     @_writes
     def reject_operation(

@@ -32,7 +32,8 @@ def test_defaults():
     w = one(url_env="HOOK").webhooks[0]
     assert (w.url, w.url_env, w.timeout, w.retries, w.retry_delay, w.headers_env) == (None, "HOOK", 5, 3, 1, None)
     assert w.events == frozenset(DEFAULT_EVENTS) == {
-        "command_failed", "guard_warning", "guard_fired", "disconnected", "reconnected"}
+        "command_failed", "guard_warning", "guard_fired", "disconnected", "reconnected", "database_failing",
+        "commands_failing"}
     assert set(WEBHOOK_DEFAULTS["events"]) == set(DEFAULT_EVENTS)
 
 

@@ -838,3 +838,10 @@ def test_importing_the_broker_never_imports_metatrader5() -> None:
             "print('MetaTrader5' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("hours", [2.0, -5.0, 5.5])
+def test_server_offset_is_read_off_a_live_tick(sims: Callable[..., Any], hours: float) -> None:
+    broker, _ = connect(sims(server_offset_hours=hours))
+    assert broker.server_offset_s("EURUSD", time.time()) == int(hours * 3600)
+    assert broker.server_offset_s("EURUSD", time.time() - 1000) is None  # a stale quote tells nothing

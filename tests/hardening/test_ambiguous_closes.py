@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from _hardening_util import CrashingMonitor, op_status, query, seed_doc, wait_until, write_command
 
 from fxnb.broker.sim import write_control
@@ -74,9 +73,6 @@ def test_lost_reply_full_close_is_recorded_as_closed_on_a_lagging_terminal(tmp_p
     assert out.close_reason == "command"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG adapter/engine: a close whose reply is lost while the terminal then "
-                   "becomes unreachable is recorded 'failed' with 0 lots and the operation final, though it "
-                   "executed; after the reconnect nothing revisits it and the position is labelled 'external'")
 def test_lost_reply_then_terminal_gone_is_recorded_once_it_is_back(tmp_path: Path) -> None:
     cfg = make_workspace(tmp_path / "ws", sim_positions=0, overrides={
         "profit_monitor": {"rules_mode": "off"}, "broker": {"sim": {"positions": {"count": 0, "list": BOOK}}}})

@@ -33,6 +33,7 @@ from _hardening_util import eventually, query, seed_doc, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fxnb.commands import CommandDir
 from fxnb.config import SCHEMA, config_from_mapping
 from fxnb.configspec import Bool, Choice, Free, Num, Str
 from fxnb.errors import ConfigError
@@ -242,16 +243,33 @@ def test_special_files(hostile: Hostile, tmp_path: Path) -> None:
     _assert_untouched(h)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG commands.fail: a file whose name is legal but too long for the "
-                   "'<name>.error.json' sibling (> 255 bytes) is moved to errors/ with no reason and no 'rejected' "
-                   "row (ENAMETOOLONG escapes _reject; logged as a traceback)")
 def test_long_file_name_is_rejected_with_a_reason(hostile: Hostile) -> None:
+    """A legal name too long for '<name>.error.json' (> 255 bytes): the reason file gets a shortened name."""
     h = hostile
     name = h.throw(b"{}", "long name", name="cmd_" + "x" * 240 + ".json")  # 249 bytes: a legal name
     wait_until(lambda: not (h.cfg.paths.commands / name).exists(), 20, "the monitor to take it")
     assert eventually(lambda: name in h.rows(), 2), "no 'rejected' row for the long-named file"
+    assert h.rows()[name]["status"] == "rejected"
+    assert (h.errors / name).exists()
     records = [json.loads(p.read_text()) for p in h.errors.glob("*.error.json")]
-    assert any(r.get("original") == name for r in records), "no error record for the long-named file"
+    mine = [r for r in records if r.get("original") == name]
+    assert mine, "no error record for the long-named file"
+    assert mine[0]["reason"] == h.rows()[name]["error_message"]
+
+
+def test_long_names_and_their_duplicates_get_reason_files(tmp_path: Path) -> None:
+    """Up to 255 bytes, ASCII or not, failed three times: every copy kept, each with its own record."""
+    cdir = CommandDir(tmp_path / "commands")
+    cdir.ensure()
+    names = ["cmd_" + "x" * 240 + ".json", "cmd_" + "é" * 120 + ".json", "cmd_" + "y" * 246 + ".json"]
+    for name in names:
+        for _ in range(3):
+            (cdir.root / name).write_bytes(b"{}")
+            cdir.fail(cdir.root / name, f"bad {name}")
+    records = [json.loads(p.read_text()) for p in cdir.errors_dir.glob("*.error.json")]
+    assert sorted(r["original"] for r in records) == sorted(names * 3)
+    assert all((cdir.errors_dir / r["file"]).exists() and r["reason"] == f"bad {r['original']}" for r in records)
+    assert max(len(os.fsencode(p.name)) for p in cdir.errors_dir.iterdir()) <= 255
 
 
 def test_files_that_vanish_before_they_are_read(hostile: Hostile) -> None:
@@ -309,7 +327,7 @@ def test_two_thousand_bad_files_at_once(hostile: Hostile) -> None:
 def test_every_thrown_file_is_accounted_for(hostile: Hostile) -> None:
     h = hostile
     rows = h.rows()
-    THROWN.pop("cmd_" + "x" * 240 + ".json", None)  # pinned by its own xfail test above
+    THROWN.pop("cmd_" + "x" * 240 + ".json", None)  # its reason file has a shortened name: checked above
     missing = [n for n in THROWN if n not in rows or not (h.errors / f"{n}.error.json").exists()]
     assert not missing, missing[:10]
     rejected = query(h.cfg, "SELECT COUNT(*) AS n FROM position_close_operations WHERE status = 'rejected'")[0]["n"]
@@ -411,13 +429,7 @@ def _config_cases(busy_port: int) -> dict[str, tuple[Any, str]]:
     }
 
 
-KNOWN_CONFIG_BUGS = {
-    "database dir missing": "BUG: FileNotFoundError traceback from InstanceLock.acquire's mkdir (lock.py)",
-    "sim position unknown symbol": "BUG: positions.list entries are not validated; the simulator's KeyError "
-                                   "surfaces (as a traceback, or as 'broker.sim: ... KeyError' without the key)",
-    "market_closed entry not a name": "BUG: market_closed entries are not validated; parse_windows' TypeError "
-                                      "surfaces (as a traceback, or as 'broker.sim: ... TypeError' without the key)",
-}
+KNOWN_CONFIG_BUGS: dict[str, str] = {}  # case name -> why it still fails (pinned as a strict xfail)
 
 
 @pytest.fixture(scope="module")

@@ -166,14 +166,42 @@ def test_an_existing_0001_database_gets_the_index_on_open(db_path: Path, clock, 
         s.sync_positions(make_snapshot([make_position(1)]), server_offset_s=0)
     conn = sqlite3.connect(db_path)  # roll the file back to what a 0001-only fxnb left
     conn.execute("DROP INDEX idx_position_tracking_status_symbol")
-    conn.execute("DELETE FROM _sqlite_migrations WHERE name = '0002_open_positions_index'")
+    conn.execute("DROP INDEX idx_position_tracking_partial_closed")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name IN ('0002_open_positions_index', "
+                 "'0003_partial_closed_index')")
     conn.commit()
     conn.close()
     with Reader(db_path) as reader:  # a reader never migrates; an older file still reads
         assert reader.schema_version == "0001_initial" and len(reader.open_positions()) == 1
     with Store.open(db_path, clock=clock) as s:
-        assert schema.applied_migrations(s.db) == ["0001_initial", "0002_open_positions_index"]
+        assert schema.applied_migrations(s.db) == ["0001_initial", "0002_open_positions_index",
+                                                   "0003_partial_closed_index"]
         names = {r[0] for r in s.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert "idx_position_tracking_status_symbol" in names
+        assert {"idx_position_tracking_status_symbol", "idx_position_tracking_partial_closed"} <= names
         assert s.position(1) is not None  # rows kept
 
+
+
+def test_settle_result_corrects_a_lost_answer_and_its_operation(store: Store, book: list[int]) -> None:
+    """A close recorded 'failed' with nothing closed, found executed in the deal history later."""
+    op_id = store.create_operation("single-1", "single", source="operator")
+    store.claim_operation(op_id, target_tickets=[101])
+    store.record_close(op_id, _res(101, CloseStatus.FAILED, closed_volume=0.0, profit=0.0, deals=(),
+                                   message="reply lost"))
+    store.finish_operation(op_id, "failed", error_message="101: reply lost")
+    (rid,) = [r["id"] for r in store.results(op_id)]
+    assert store.ticket_results(101)[0]["source"] == "operator"
+    assert store.settle_result(rid, status="closed", closed_volume=1.0, profit=-3.25, price=1.1, deals=[777],
+                               note="settled later", operation_status="completed", close_reason="command")
+    (row,) = store.results(op_id)
+    assert (row["status"], row["closed_volume"], row["profit"], row["deals"]) == ("closed", 1.0, -3.25, [777])
+    assert row["message"] == "reply lost; settled later"
+    op = store.get_operation(op_id)
+    assert op is not None
+    assert (op["status"], op["error_message"], op["positions_closed"], op["positions_failed"],
+            op["total_loss_closed"]) == ("completed", None, 1, 0, 3.25)
+    assert (_tracked(store, 101)["status"], _tracked(store, 101)["close_reason"]) == ("closed", "command")
+    # only a failed/partial result is ever corrected
+    assert not store.settle_result(rid, status="closed", closed_volume=2.0, profit=0.0, price=1.1, deals=[],
+                                   note="again", operation_status="completed", close_reason="command")
+    assert store.results(op_id)[0]["closed_volume"] == 1.0

@@ -49,8 +49,9 @@ def test_fresh_file_gets_every_table_and_the_migration_record(store: Store) -> N
     db = store.db
     for table, columns in EXPECTED_COLUMNS.items():
         assert set(db[table].columns_dict) == columns, table
-    assert schema.applied_migrations(db) == ["0001_initial", "0002_open_positions_index"]
-    assert SCHEMA_VERSION == "0002_open_positions_index"
+    assert schema.applied_migrations(db) == ["0001_initial", "0002_open_positions_index",
+                                             "0003_partial_closed_index"]
+    assert SCHEMA_VERSION == "0003_partial_closed_index"
     assert schema.schema_version(db) == SCHEMA_VERSION
 
 

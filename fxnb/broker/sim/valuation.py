@@ -7,8 +7,9 @@ and the full result is cached until the book or the prices change.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterable, Mapping
+
+from fxnb.gcpause import gc_paused
 
 from .book import Book, Pos
 from .money import Converter, margin
@@ -95,13 +96,8 @@ class Valuer:
             return
         # A 10,000-struct burst would otherwise trigger collections that walk the whole
         # (notebook-sized) heap; these tuples hold no reference cycles.
-        paused = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             out, total, lots = self._build(self.book.positions.values())
-        finally:
-            if paused:
-                gc.enable()
         used = sum(margin(self.conv, self.specs[s], v, self.leverage) for s, v in lots.items())
         self._all, self._totals, self._cache_key = tuple(out), (round(total, 2), round(used, 2)), key
 
