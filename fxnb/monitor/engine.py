@@ -268,6 +268,8 @@ class Engine(CommandIntake, Reconciler, RuleRunner, Protection):
         result = self.store.sync_positions(snap, server_offset_s=self._server_offset_s, profit_percent=pct)
         for ticket in sorted(result.disappeared):
             self._record_external_close(ticket, now)
+        for ticket in result.resized:
+            self.settle_resized(ticket, now)
         self.store.append_snapshot(acct, snap.positions, at=now)
         self.health.open_positions = len(snap.positions)
         self.health.account = {

@@ -76,6 +76,7 @@ class SyncResult:
     changed: tuple[int, ...]
     disappeared: tuple[int, ...]
     reopened: tuple[int, ...] = ()  # subset of ``appeared`` that had been marked closed before
+    resized: tuple[int, ...] = ()  # subset of ``changed`` whose volume changed (a partial close, a netting add)
     unchanged: int = 0
 
 
@@ -344,6 +345,7 @@ class Store(Connection):
         full: list[tuple[Any, ...]] = []  # changed rows with more than that
         q = _QUOTE_START
         reopened: list[int] = []
+        resized: list[int] = []
         with gc_paused():
             try:
                 # The cache is updated in place as rows are compared (a ticket twice in one book then
@@ -364,6 +366,8 @@ class Store(Connection):
                             quotes.append((ticket, pos.price_current, pos.profit, pos.swap, pct, at))
                         else:
                             full.append((*values, at))
+                            if old[2] != values[2]:
+                                resized.append(ticket)
                 db = self.db
                 with db.atomic():
                     if new:
@@ -403,6 +407,7 @@ class Store(Connection):
                 disappeared=tuple(sorted(cache.keys() - current)),
                 reopened=tuple(sorted(reopened)),
                 unchanged=len(positions) - len(new) - len(changed),
+                resized=tuple(sorted(set(resized))),
             )
 
     @_writes
