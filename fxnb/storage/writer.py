@@ -204,7 +204,9 @@ def _result_row(op_id: int, res: CloseResult, finished_at: str) -> tuple[Any, ..
 
 # The monitor's bulk closes write clean whole-close results at most this many tickets, or this many
 # seconds, late (one transaction per batch); Engine._close_tickets explains why that is crash-safe.
-CLOSE_BATCH_TICKETS = 50
+# 200: a close-all of 1,000 spends 18 ms recording instead of 25 ms at 50 (bench 3); the time bound
+# keeps the dashboard at most 0.1 s behind either way.
+CLOSE_BATCH_TICKETS = 200
 CLOSE_BATCH_SECONDS = 0.1
 
 

@@ -18,11 +18,16 @@ import pytest
 from fxnb.bench.common import OpenEngine, drop_command, open_engine
 from fxnb.broker.sim import write_control
 from fxnb.config import Config
-from fxnb.storage import Store
-from fxnb.storage.writer import CLOSE_BATCH_TICKETS
+from fxnb.storage import Store, writer
 from fxnb.testing import make_workspace
 
 N = 130
+CLOSE_BATCH_TICKETS = 50  # several batches out of N tickets (the monitor's own size is larger)
+
+
+@pytest.fixture(autouse=True)
+def _batch_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer, "CLOSE_BATCH_TICKETS", CLOSE_BATCH_TICKETS)
 
 
 @pytest.fixture
