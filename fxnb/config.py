@@ -12,7 +12,7 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -310,17 +310,21 @@ def _sim_symbol(key: str, value: Any, *, star: bool = False) -> None:
         raise ConfigError(f"{key}: {value!r} is not a simulator symbol (use {every}one of {', '.join(SPECS)})")
 
 
+def _entries(key: str, value: Any, what: str) -> Iterator[tuple[str, Any]]:
+    """``(key[i], entry)`` for a list setting (None: no entries); anything but a list is a ConfigError."""
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of {what}, got {type_name(value)}")
+    for i, entry in enumerate(value):
+        yield f"{key}[{i}]", entry
+
+
 def _check_sim_positions(value: Any) -> None:
     """``broker.sim.positions.list``: the simulator opens these as given, so a typo must stop the start."""
     from fxnb.broker.sim.requests import COMMENT_MAX, valid_comment  # lazy, as in _sim_symbol
 
-    key = "broker.sim.positions.list"
-    if value is None:
-        return
-    if not isinstance(value, list):
-        raise ConfigError(f"{key}: expected a list of positions, got {type_name(value)}")
-    for i, item in enumerate(value):
-        where = f"{key}[{i}]"
+    for where, item in _entries("broker.sim.positions.list", value, "positions"):
         if not isinstance(item, Mapping) or "symbol" not in item or "volume" not in item:
             raise ConfigError(f"{where}: expected an object with at least symbol and volume, got {item!r}")
         for k in item:
@@ -341,13 +345,7 @@ def _check_sim_positions(value: Any) -> None:
 
 def _check_market_closed(value: Any) -> None:
     """``broker.sim.faults.market_closed``: symbol names, or daily windows of server time."""
-    key = "broker.sim.faults.market_closed"
-    if value is None:
-        return
-    if not isinstance(value, list):
-        raise ConfigError(f"{key}: expected a list of symbols, got {type_name(value)}")
-    for i, entry in enumerate(value):
-        where = f"{key}[{i}]"
+    for where, entry in _entries("broker.sim.faults.market_closed", value, "symbols"):
         if isinstance(entry, str):
             _sim_symbol(where, entry, star=True)
             continue

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from fxnb.commands import Command, is_expired, parse_command, validate_id
 from fxnb.errors import BrokerError, CommandError, StorageError
 from fxnb.models import CloseStatus
+from fxnb.monitor.health import COMMANDS, DATABASE
 from fxnb.monitor.logs import kv
 from fxnb.monitor.protect import PAUSED_BY_KEY
 from fxnb.monitor.targets import BULK_TYPES, PAUSED_KEY, iso, opened_after, select_targets
@@ -28,8 +29,6 @@ else:
 
 log = logging.getLogger("fxnb.monitor")
 _iso = iso
-DATABASE = "database"  # Health.problems areas: the store refuses writes ...
-COMMANDS = "commands"  # ... or the commands folder does (read-only, full, gone)
 
 
 class CommandIntake(_Base):

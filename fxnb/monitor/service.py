@@ -32,7 +32,7 @@ from fxnb.commands import CommandDir
 from fxnb.config import Config
 from fxnb.errors import ConfigError, FxnbError, StorageError
 from fxnb.monitor.engine import Engine
-from fxnb.monitor.intake import DATABASE
+from fxnb.monitor.health import DATABASE
 from fxnb.monitor.lock import InstanceLock
 from fxnb.monitor.logs import kv, setup_logging
 from fxnb.monitor.watcher import CommandWatcher

@@ -1,7 +1,9 @@
 """fxnb's SQLite storage: one writer (the monitor's :class:`Store`), many read-only :class:`Reader`\\ s.
 
-``schema`` owns every table and migration (the only DDL); ``writer`` and
-``reader`` hold the queries; ``frames`` (pandas) is imported on demand only;
+``schema`` owns every table and migration (the only DDL); ``writer`` (whose
+``Store`` is assembled from ``_positions``, ``_history``, ``_operations``,
+``_results`` and ``_monitor_state``) and ``reader`` hold the queries;
+``frames`` (pandas) is imported on demand only;
 ``python -m fxnb.storage.bench`` prints timings of the hot paths.
 """
 

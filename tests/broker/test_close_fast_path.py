@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _positions_ref import constructed
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -285,13 +286,6 @@ def test_no_blind_resend_when_the_history_cannot_tell(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ bulk struct -> Position
-def _constructed(p: Any, buy: int) -> Position:
-    return Position(
-        ticket=int(p.ticket), symbol=str(p.symbol), side=Side.BUY if int(p.type) == buy else Side.SELL,
-        volume=reference_f(p.volume), price_open=float(p.price_open), price_current=float(p.price_current),
-        profit=float(p.profit), swap=float(p.swap), sl=float(p.sl), tp=float(p.tp), magic=int(p.magic),
-        identifier=int(p.identifier), comment=str(p.comment), time=int(p.time), time_update=int(p.time_update),
-    )  # fmt: skip
 
 
 def test_bulk_positions_equal_constructed_ones(tmp_path: Path) -> None:
@@ -301,7 +295,7 @@ def test_bulk_positions_equal_constructed_ones(tmp_path: Path) -> None:
         raw = t.positions_get()
         raw = (*raw, raw[0]._replace(volume=0.1 + 0.2, magic=True, comment=7))  # 0.30000000000000004, odd types
         fast = positions_from_structs(raw, C.POSITION_TYPE_BUY)
-        slow = tuple(_constructed(p, C.POSITION_TYPE_BUY) for p in raw)
+        slow = tuple(constructed(p, C.POSITION_TYPE_BUY) for p in raw)
         assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
         assert [type(p) for p in fast] == [Position] * 3
         assert fast[2].volume == 0.3 and fast[2].magic == 1 and fast[2].comment == "7"
@@ -311,7 +305,7 @@ def test_bulk_positions_equal_constructed_ones(tmp_path: Path) -> None:
         assert dataclasses.replace(fast[0], volume=0.1).volume == 0.1
         assert dataclasses.asdict(fast[1]) == dataclasses.asdict(slow[1])
         broker, _ = _broker(t)
-        assert broker.positions() == tuple(_constructed(p, C.POSITION_TYPE_BUY) for p in t.positions_get())
+        assert broker.positions() == tuple(constructed(p, C.POSITION_TYPE_BUY) for p in t.positions_get())
         assert broker.position(raw[1].ticket) == slow[1]
     finally:
         t.close()

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _positions_ref import constructed
 
 from fxnb.broker import Broker
 from fxnb.broker.adapter import positions_from_structs
-from fxnb.broker.requests import _f as reference_f
 from fxnb.broker.sim import SimSettings, SimTerminal
 from fxnb.broker.sim.structs import TradePosition
 from fxnb.errors import BrokerError
-from fxnb.models import Position, Side
+from fxnb.models import Position
 
 
 def _struct(ticket: int, **kw: Any) -> TradePosition:
@@ -30,13 +30,6 @@ def _struct(ticket: int, **kw: Any) -> TradePosition:
     return base._replace(**kw)
 
 
-def _constructed(p: Any, buy: int) -> Position:
-    return Position(
-        ticket=int(p.ticket), symbol=str(p.symbol), side=Side.BUY if int(p.type) == buy else Side.SELL,
-        volume=reference_f(p.volume), price_open=float(p.price_open), price_current=float(p.price_current),
-        profit=float(p.profit), swap=float(p.swap), sl=float(p.sl), tp=float(p.tp), magic=int(p.magic),
-        identifier=int(p.identifier), comment=str(p.comment), time=int(p.time), time_update=int(p.time_update),
-    )  # fmt: skip
 
 
 def _same(a: float, b: float) -> bool:
@@ -56,7 +49,7 @@ def test_looked_up_volumes_and_sides_are_the_constructors() -> None:
     raw = [_struct(i + 1, volume=v, type=t) for i, (v, t) in enumerate(zip(volumes, types, strict=True))]
     for buy in (0, 1):
         fast = positions_from_structs(raw, buy)
-        slow = [_constructed(p, buy) for p in raw]
+        slow = [constructed(p, buy) for p in raw]
         assert [p.side for p in fast] == [p.side for p in slow]
         for f, s in zip(fast, slow, strict=True):
             assert _same(f.volume, s.volume), (f.volume, s.volume)
@@ -91,7 +84,7 @@ def test_snapshot_restores_the_collector_state(sim: SimTerminal, enabled: bool) 
         (gc.enable if enabled else gc.disable)()
         snap = broker.snapshot()
         assert gc.isenabled() is enabled
-        assert snap.positions == tuple(_constructed(p, 0) for p in sim.positions_get())
+        assert snap.positions == tuple(constructed(p, 0) for p in sim.positions_get())
         sim.shutdown()  # the next read fails
         with pytest.raises(BrokerError):
             broker.snapshot()

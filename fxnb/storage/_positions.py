@@ -1,0 +1,258 @@
+"""The writer's tracked positions: the poll's ``sync_positions`` (the hot path) and the closed marks.
+
+One row per ticket in ``position_tracking``, kept in step with the terminal's book;
+``_open_cache`` mirrors its open rows so an unchanged poll reads and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fxnb.gcpause import gc_paused
+from fxnb.models import Snapshot
+from fxnb.storage import schema
+from fxnb.storage._base import StoreBase, _writes
+from fxnb.storage._codec import Timestamp, dumps, iso_utc
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What :meth:`Store.sync_positions` found, ticket numbers sorted ascending.
+
+    ``disappeared`` positions are still ``'open'`` in the database: the caller
+    reads their realised P/L from the deal history and then calls
+    :meth:`Store.mark_closed`. Until it does, they are reported again on every
+    sync, so a crash between the two steps loses nothing.
+    """
+
+    appeared: tuple[int, ...]
+    changed: tuple[int, ...]
+    disappeared: tuple[int, ...]
+    reopened: tuple[int, ...] = ()  # subset of ``appeared`` that had been marked closed before
+    resized: tuple[int, ...] = ()  # subset of ``changed`` whose volume changed (a partial close, a netting add)
+    unchanged: int = 0
+
+
+# What sync_positions compares to decide that a position "changed", in this order
+# (ticket first); the SQL below refers to them as ?1..?13. The "quote" columns
+# come last: usually only they move, and a narrower UPDATE is ~30 % cheaper.
+# symbol and open time never change for a ticket; open_price and type can on
+# netting accounts.
+_POS_COLUMNS = (
+    "ticket",
+    "type",
+    "volume",
+    "open_price",
+    "sl",
+    "tp",
+    "magic",
+    "identifier",
+    "comment",
+    "current_price",  # _QUOTE_START
+    "profit",
+    "swap",
+    "profit_percent",
+)
+_QUOTE_START = 9
+# sync_positions builds these values as a tuple display in its loop: on Position instances the
+# interpreter's specialised attribute loads are over twice as fast as operator.attrgetter.
+# Side is a str enum, so Side.BUY == "buy".
+
+# ?14 = last_update.
+_UPDATE_POSITION = """
+UPDATE position_tracking SET type = ?2, volume = ?3, original_volume = MAX(original_volume, ?3),
+    open_price = ?4, sl = ?5, tp = ?6, magic = ?7, identifier = ?8, comment = ?9,
+    current_price = ?10, profit = ?11, swap = ?12, profit_percent = ?13, last_update = ?14
+WHERE ticket = ?1
+"""
+_UPDATE_QUOTE = """
+UPDATE position_tracking SET current_price = ?2, profit = ?3, swap = ?4, profit_percent = ?5, last_update = ?6
+WHERE ticket = ?1
+"""
+# ?14 = first_seen/last_update, ?15 = symbol, ?16 = open time as UTC epoch, ?17 = open time as server epoch.
+# open_time is formatted by SQLite in the same spelling as _codec.iso_utc (it is the slow part in Python).
+_INSERT_POSITION = """
+INSERT INTO position_tracking (ticket, symbol, type, volume, original_volume, open_price, current_price,
+    profit, swap, sl, tp, magic, identifier, comment, profit_percent, open_time, open_time_server,
+    first_seen, last_update, status)
+VALUES (?1, ?15, ?2, ?3, ?3, ?4, ?10, ?11, ?12, ?5, ?6, ?7, ?8, ?9, ?13,
+    strftime('%Y-%m-%dT%H:%M:%fZ', ?16, 'unixepoch'), ?17, ?14, ?14, 'open')
+ON CONFLICT (ticket) DO UPDATE SET
+    symbol = excluded.symbol, type = excluded.type, volume = excluded.volume,
+    original_volume = MAX(original_volume, excluded.volume), open_price = excluded.open_price,
+    current_price = excluded.current_price, profit = excluded.profit, swap = excluded.swap,
+    profit_percent = excluded.profit_percent, sl = excluded.sl, tp = excluded.tp, magic = excluded.magic,
+    identifier = excluded.identifier, comment = excluded.comment, last_update = excluded.last_update,
+    status = 'open', closed_at = NULL, close_reason = NULL, realised_profit = NULL
+"""
+
+
+class PositionsMixin(StoreBase):
+    """:class:`~fxnb.storage.writer.Store`'s ``position_tracking`` methods."""
+
+    def _load_open_cache(self) -> dict[int, tuple[Any, ...]]:
+        if self._open_cache is None:
+            rows = self.db.execute(
+                f"SELECT {', '.join(_POS_COLUMNS)} FROM position_tracking WHERE status = 'open'"
+            )
+            self._open_cache = {row[0]: tuple(row) for row in rows}
+        return self._open_cache
+
+    @_writes
+    def sync_positions(
+        self,
+        snapshot: Snapshot,
+        *,
+        server_offset_s: int,
+        profit_percent: Mapping[int, float] | None = None,
+    ) -> SyncResult:
+        """Record every open position of a successful read of the book.
+
+        New tickets are inserted, tickets whose values differ from the stored
+        ones are updated (volume included, so a partial close shows), unchanged
+        rows are not written. Only pass a snapshot from a read that succeeded:
+        a failed read is not an empty book.
+
+        :param server_offset_s: terminal server time minus UTC, in seconds; used
+          once, when a ticket is first seen, to store ``open_time`` in UTC.
+        :param profit_percent: ticket -> the rules' basis value (see
+          ``position_tracking.profit_percent``); missing tickets store NULL.
+        :return: tickets that appeared, changed and disappeared. Disappeared
+          ones are left ``'open'``: see :class:`SyncResult`.
+        """
+        pct_get = (profit_percent or {}).get
+        at = iso_utc(snapshot.taken_at)
+        positions = snapshot.positions
+        cache = self._load_open_cache()
+        cache_get = cache.get
+        new: dict[int, tuple[Any, ...]] = {}
+        changed: list[int] = []
+        quotes: list[tuple[Any, ...]] = []  # changed rows whose only changes are quote columns
+        full: list[tuple[Any, ...]] = []  # changed rows with more than that
+        q = _QUOTE_START
+        reopened: list[int] = []
+        resized: list[int] = []
+        with gc_paused():
+            try:
+                # The cache is updated in place as rows are compared (a ticket twice in one book then
+                # ends as its last copy, in the cache and in the table alike) and reset below if
+                # anything fails before the commit: it must never claim what the table does not hold.
+                for pos in positions:
+                    ticket = pos.ticket
+                    pct = pct_get(ticket)
+                    values = (ticket, pos.side, pos.volume, pos.price_open, pos.sl, pos.tp, pos.magic,
+                              pos.identifier, pos.comment, pos.price_current, pos.profit, pos.swap, pct)  # fmt: skip
+                    old = cache_get(ticket)
+                    if old is None:
+                        new[ticket] = values
+                    elif old != values:
+                        cache[ticket] = values
+                        changed.append(ticket)
+                        if old[:q] == values[:q]:
+                            quotes.append((ticket, pos.price_current, pos.profit, pos.swap, pct, at))
+                        else:
+                            full.append((*values, at))
+                            if old[2] != values[2]:
+                                resized.append(ticket)
+                db = self.db
+                with db.atomic():
+                    if new:
+                        reopened = [
+                            row[0]
+                            for row in db.execute(
+                                "SELECT ticket FROM position_tracking "
+                                "WHERE status = 'closed' AND ticket IN (SELECT value FROM json_each(?))",
+                                [dumps(list(new))],
+                            )
+                        ]
+                        by_ticket = {p.ticket: p for p in positions if p.ticket in new}
+                        db.conn.executemany(
+                            _INSERT_POSITION,
+                            [
+                                (*values, at, p.symbol, (p.time - server_offset_s) if p.time else None,
+                                 p.time or None)
+                                for ticket, values in new.items()
+                                for p in (by_ticket[ticket],)
+                            ],
+                        )
+                    if quotes:
+                        db.conn.executemany(_UPDATE_QUOTE, quotes)
+                    if full:
+                        db.conn.executemany(_UPDATE_POSITION, full)
+            except BaseException:
+                self._open_cache = None  # re-read the truth next time
+                raise
+            cache.update(new)
+            current = {p.ticket for p in positions}
+            if len(current) < len(positions):  # a ticket twice (never from a real terminal)
+                changed = list(set(changed))
+            changed.sort()
+            return SyncResult(
+                appeared=tuple(sorted(new)),
+                changed=tuple(changed),
+                disappeared=tuple(sorted(cache.keys() - current)),
+                reopened=tuple(sorted(reopened)),
+                unchanged=len(positions) - len(new) - len(changed),
+                resized=tuple(sorted(set(resized))),
+            )
+
+    @_writes
+    def mark_closed(
+        self, ticket: int, *, realised_profit: float | None, reason: str, closed_at: Timestamp | None = None
+    ) -> bool:
+        """Mark an open position closed.
+
+        :param realised_profit: realised P/L from the deal history, ``None`` if
+          it could not be read. For ``'external'`` pass the position's
+          **total** over its life (all exit deals, fxnb's earlier partial
+          closes included): reports subtract what ``close_results`` already
+          counted. For ``'command'``/``'rule'`` reports count the operation's
+          ``close_results`` instead, so either the last close's or the total
+          profit is fine here.
+        :param reason: ``'command'``, ``'rule'`` or ``'external'`` (closed outside fxnb).
+        :return: False if the ticket is unknown or already closed (nothing written).
+        """
+        if reason not in schema.CLOSE_REASONS:
+            raise ValueError(f"reason must be one of {schema.CLOSE_REASONS}, not {reason!r}")
+        at = self._iso(closed_at)
+        with self.db.atomic() as db:
+            cur = db.execute(
+                "UPDATE position_tracking SET status = 'closed', closed_at = ?, close_reason = ?, "
+                "realised_profit = ?, last_update = ? WHERE ticket = ? AND status = 'open'",
+                [at, reason, realised_profit, at, ticket],
+            )
+        if self._open_cache is not None:
+            self._open_cache.pop(ticket, None)
+        return cur.rowcount == 1
+
+    @_writes
+    def mark_partial_closed(self, ticket: int, at: Timestamp | None = None) -> bool:
+        """Remember that the once-per-position partial close has run for ``ticket``.
+
+        Kept in the database so it survives restarts (the seed forgot it and
+        partial-closed the same winner every loop). The first time is kept.
+        :return: False if the ticket is not an open position.
+        """
+        with self.db.atomic() as db:
+            cur = db.execute(
+                "UPDATE position_tracking SET partial_closed_at = COALESCE(partial_closed_at, ?) "
+                "WHERE ticket = ? AND status = 'open'",
+                [self._iso(at), ticket],
+            )
+        return cur.rowcount == 1
+
+    @_writes
+    def position(self, ticket: int) -> dict[str, Any] | None:
+        """The tracked row of ``ticket`` (open or closed), e.g. its ``identifier`` for the deal history."""
+        rows = list(self.db.query("SELECT * FROM position_tracking WHERE ticket = ?", [ticket]))
+        return rows[0] if rows else None
+
+    @_writes
+    def partial_closed_tickets(self) -> set[int]:
+        """Open tickets whose partial close has already happened (input to the rules)."""
+        rows = self.db.execute(
+            "SELECT ticket FROM position_tracking WHERE status = 'open' AND partial_closed_at IS NOT NULL"
+        )
+        return {row[0] for row in rows}
