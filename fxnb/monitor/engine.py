@@ -4,8 +4,9 @@ Everything here runs on the one broker thread (see ``service.py``): the
 poll, rule and guard closes and operator commands all go through
 ``_close_tickets`` under ``exec_lock``, so an automatic exit and an operator
 exit can never race, and the ``Store`` (the only writer) is used from a single
-thread. Health reporting, command intake, restart reconciliation, the profit rules and the
-account guards are mixins in their own modules.
+thread. Health reporting, command intake, restart reconciliation, the late
+settlement of lost answers, the profit rules and the account guards are mixins
+in their own modules.
 """
 
 from __future__ import annotations
@@ -25,19 +26,21 @@ from fxnb.errors import BrokerError, BrokerUnavailable
 from fxnb.gcpause import gc_paused
 from fxnb.guards import spread_warning
 from fxnb.models import CloseResult, CloseStatus, Position, Snapshot
+from fxnb.monitor.deals import EXIT_ENTRIES, deal_net
 from fxnb.monitor.health import DATABASE, Health, Reporting
 from fxnb.monitor.intake import CommandIntake
 from fxnb.monitor.logs import kv
 from fxnb.monitor.protect import PAUSED_BY_KEY, Protection
-from fxnb.monitor.reconcile import EXIT_ENTRIES, Reconciler, deal_net
+from fxnb.monitor.reconcile import Reconciler
 from fxnb.monitor.ruling import RuleRunner
+from fxnb.monitor.settle import Settlement
 from fxnb.monitor.targets import PAUSED_KEY, iso, select_targets
 from fxnb.storage import Store
 
 log = logging.getLogger("fxnb.monitor")
 
 
-class Engine(Reporting, CommandIntake, Reconciler, RuleRunner, Protection):
+class Engine(Reporting, CommandIntake, Reconciler, Settlement, RuleRunner, Protection):
     """Poll, decide, execute, record. One instance per monitor process."""
 
     def __init__(self, cfg: Config, broker: Broker, store: Store, commands: CommandDir,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fxnb.errors import BrokerError, CommandError
 from fxnb.models import CloseResult, CloseStatus, Position
+from fxnb.monitor.deals import EXIT_ENTRIES, from_deals, result_of
 from fxnb.monitor.logs import kv
 from fxnb.monitor.targets import iso
 
@@ -23,17 +24,6 @@ else:
     _Base = object
 
 log = logging.getLogger("fxnb.monitor")
-EXIT_ENTRIES = frozenset({1, 2, 3})  # DEAL_ENTRY_OUT, _INOUT, _OUT_BY
-
-
-def _exits(deals: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The exit deals among a position's deals, oldest first."""
-    return sorted((d for d in deals if int(d["entry"]) in EXIT_ENTRIES), key=lambda d: (d["time_msc"], d["ticket"]))
-
-
-def deal_net(d: dict[str, Any]) -> float:
-    """A deal's (as ``Broker.deals_for_position`` gives it) part of realised P/L: profit, swap, commission, fee."""
-    return float(d["profit"]) + float(d["swap"]) + float(d["commission"]) + float(d["fee"])
 _iso = iso
 
 
@@ -79,7 +69,7 @@ class Reconciler(_Base):
             if res.status == CloseStatus.CLOSED and (pos is None or self._gone(t)):
                 self.store.mark_closed(t, realised_profit=res.profit, reason=op.get("source") == "rule" and "rule"
                                        or "command", closed_at=now)
-        all_results = [self._as_result(r) for r in self.store.results(op_id)]
+        all_results = [result_of(r) for r in self.store.results(op_id)]
         status = self._final_status(all_results, single=op["operation_type"] in ("single", "partial"))
         self.store.finish_operation(op_id, status, finished_at=_iso(self.clock()),
                                     error_message=None if status == "completed" else "reconciled after a restart")
@@ -119,7 +109,7 @@ class Reconciler(_Base):
             row = self.store.position(t) or {}
             ours = self._our_exits_since(int(row.get("identifier") or t), claimed_at)
             if ours:
-                return self._from_deals(t, ours, "closed before the monitor restarted; recorded on reconciliation")
+                return from_deals(t, ours, "closed before the monitor restarted; recorded on reconciliation")
             realised = 0.0
             try:
                 realised = self.broker.realised_profit(t)
@@ -131,7 +121,7 @@ class Reconciler(_Base):
         if partial and claimed_at:
             ours = self._our_exits_since(pos.identifier or pos.ticket, claimed_at)
             if ours:
-                return self._from_deals(t, ours, "partial close found in deal history after restart",
+                return from_deals(t, ours, "partial close found in deal history after restart",
                                         requested=float(params.get("volume") or 0))
         if expired:
             return CloseResult(ticket=t, status=CloseStatus.FAILED, requested_volume=pos.volume,
@@ -154,91 +144,3 @@ class Reconciler(_Base):
         magic = self.broker.settings.magic
         return [d for d in deals if int(d["entry"]) in EXIT_ENTRIES and int(d["magic"]) == magic
                 and float(d["time"]) >= since - 1]
-
-    def settle_vanished(self, ticket: int, identifier: int, deals: list[dict[str, Any]], now: float) -> bool:
-        """A tracked position is gone: if fxnb's own deals closed it, record it as fxnb's close, not 'external'.
-
-        Returns False when the last exit deal is not fxnb's (someone else closed it: the caller
-        records an external close). A close of ours whose answer was lost is settled on the way.
-        """
-        magic = self.broker.settings.magic
-        exits = _exits(deals)
-        if not exits or int(exits[-1]["magic"]) != magic:
-            self._settle_lost_answer(ticket, exits, now, close_reason=None)
-            return False
-        history = self.store.ticket_results(ticket)
-        reason = self._settle_lost_answer(ticket, exits, now, close_reason="auto", history=history)
-        if reason is None:  # nothing to settle: ours, recorded or found by reconciliation
-            reason = "rule" if history and history[-1]["source"] == "rule" else "command"
-            self.store.mark_closed(ticket, realised_profit=round(sum(deal_net(d) for d in exits), 2),
-                                   reason=reason, closed_at=now)
-            log.info(kv("closed_by_fxnb_deals", ticket=ticket, reason=reason))
-        return True
-
-    def settle_resized(self, ticket: int, now: float) -> None:
-        """A tracked position's volume changed: a partial close of ours whose answer was lost shows up here."""
-        row = self.store.position(ticket) or {}
-        try:
-            deals = self.broker.deals_for_position(int(row.get("identifier") or ticket))
-        except BrokerError:
-            return  # the next change or the position's end settles it
-        self._settle_lost_answer(ticket, _exits(deals), now, close_reason=None)
-
-    def _settle_lost_answer(self, ticket: int, exits: list[dict[str, Any]], now: float, *, close_reason: str | None,
-                            history: list[dict[str, Any]] | None = None) -> str | None:
-        """Exit deals of ours that no result names belong to the last close of ``ticket`` recorded as failed or
-        partial (its answer was lost, and the terminal showed the change only later): correct that result and
-        its operation's status to what the deals say. ``close_reason="auto"`` also marks the position closed
-        (as 'rule' or 'command', after that close's source). Returns the reason used, or None if nothing
-        was settled."""
-        magic = self.broker.settings.magic
-        ours = [d for d in exits if int(d["magic"]) == magic]
-        if not ours:
-            return None
-        history = self.store.ticket_results(ticket) if history is None else history
-        recorded = {int(x) for r in history for x in (r.get("deals") or [])}
-        doubtful = next((r for r in reversed(history) if r["status"] in ("failed", "partial")
-                         and r["operation_status"] not in ("pending", "processing")), None)
-        if doubtful is None:
-            return None
-        before = datetime.fromisoformat(doubtful["finished_at"].replace("Z", "+00:00")).timestamp() + 1
-        unrecorded = [d for d in ours if int(d["ticket"]) not in recorded
-                      and float(d["time"]) - self._server_offset_s <= before]  # made before that result was written
-        if not unrecorded:
-            return None
-        found = self._from_deals(ticket, unrecorded, "")
-        old_vol = float(doubtful["closed_volume"])
-        closed = round(old_vol + found.closed_volume, 8)
-        status = CloseStatus.CLOSED if closed >= float(doubtful["requested_volume"]) - 1e-8 else CloseStatus.PARTIAL
-        price = (old_vol * float(doubtful["price"]) + found.closed_volume * found.price) / closed
-        op_results = [self._as_result(r) for r in self.store.results(int(doubtful["operation_id"]))
-                      if int(r["id"]) != int(doubtful["id"])]
-        op_results.append(CloseResult(ticket=ticket, status=status, requested_volume=0.0))
-        op_status = self._final_status(op_results, single=doubtful["operation_type"] in ("single", "partial"))
-        reason = "rule" if doubtful["source"] == "rule" else "command"
-        note = (f"settled later: the deal history shows {found.closed_volume:g} lots closed by this request "
-                f"(deals {list(found.deals)}), its answer had been lost")
-        self.store.settle_result(
-            int(doubtful["id"]), status=status.value, closed_volume=closed,
-            profit=round(float(doubtful["profit"]) + found.profit, 2), price=round(price, 8),
-            deals=[*(doubtful.get("deals") or []), *found.deals], note=note, operation_status=op_status,
-            close_reason=reason if close_reason == "auto" else None, at=now)
-        self.emit("warning", "close_settled", f"position {ticket}: {note}", {"ticket": ticket})
-        log.warning(kv("close_settled", ticket=ticket, operation=doubtful["operation_id"], status=status.value,
-                       closed=closed, operation_status=op_status))
-        return reason
-
-    @staticmethod
-    def _from_deals(ticket: int, deals: list[dict[str, Any]], message: str, requested: float = 0.0) -> CloseResult:
-        """A close found in the deal history, recorded with what the deals say."""
-        volume = round(sum(float(d["volume"]) for d in deals), 8)
-        price = sum(float(d["volume"]) * float(d["price"]) for d in deals) / volume if volume > 0 else 0.0
-        profit = round(sum(deal_net(d) for d in deals), 2)
-        return CloseResult(ticket=ticket, status=CloseStatus.CLOSED, requested_volume=requested or volume,
-                           closed_volume=volume, price=round(price, 8), profit=profit, message=message,
-                           deals=tuple(int(d["ticket"]) for d in deals), symbol=str(deals[0]["symbol"]))
-
-    @staticmethod
-    def _as_result(row: dict[str, Any]) -> CloseResult:
-        return CloseResult(ticket=int(row["ticket"]), status=CloseStatus(row["status"]),
-                           requested_volume=float(row.get("requested_volume") or 0))
