@@ -1,8 +1,9 @@
-"""After a crash: finish or report every unfinished operation against the terminal, never re-run blindly.
+"""After a crash (or a database outage): finish or report every unfinished operation, never re-run blindly.
 
 A mixin of ``Engine``. What was closed before the crash is found in the
-terminal (position gone, or OUT deals since the claim) and recorded; what was
-not is finished only while the command is still within its expiry.
+terminal (position gone, or OUT deals since the claim) and recorded with what
+the deals say; what was not is finished only while the command is still
+within its expiry.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ else:
 
 log = logging.getLogger("fxnb.monitor")
 _iso = iso
+_FOUND = "closed while the monitor was restarting or recovering"
 
 
 class Reconciler(_Base):
@@ -61,7 +63,7 @@ class Reconciler(_Base):
                 pos = self.broker.position(t)
             except BrokerError as exc:
                 res = CloseResult(ticket=t, status=CloseStatus.FAILED, requested_volume=0.0,
-                                  message=f"unknown after restart: terminal unreachable ({exc})")
+                                  message=f"unknown after a restart or outage: terminal unreachable ({exc})")
             else:
                 res = self._reconcile_ticket(t, pos, op, params, expired)
             results.append(res)
@@ -71,15 +73,15 @@ class Reconciler(_Base):
                                        or "command", closed_at=now)
         all_results = [result_of(r) for r in self.store.results(op_id)]
         status = self._final_status(all_results, single=op["operation_type"] in ("single", "partial"))
-        self.store.finish_operation(op_id, status, finished_at=_iso(self.clock()),
-                                    error_message=None if status == "completed" else "reconciled after a restart")
+        error = None if status == "completed" else "reconciled after a restart or outage"
+        self.store.finish_operation(op_id, status, finished_at=_iso(self.clock()), error_message=error)
         log.info(kv("reconciled", operation=op["command_id"], status=status, recorded=len(results)))
 
     def _run_unclaimed(self, op: dict[str, Any], now: float, expired: bool, path: Path | None) -> None:
         """Run it now if it has not expired and its file is still there (exactly what a claimed file gets);
         otherwise it ends as expired or failed with nothing sent."""
         op_id = int(op["id"])
-        reason = "interrupted by a monitor restart before it ran; nothing was sent"
+        reason = "interrupted before it ran (a monitor restart or a database outage); nothing was sent"
         if not expired and path is not None and op.get("source") == "operator":
             try:
                 cmd = self._parse(self.commands.read_claimed(path, self.cfg.commands.max_file_bytes), path.name, now)
@@ -109,23 +111,23 @@ class Reconciler(_Base):
             row = self.store.position(t) or {}
             ours = self._our_exits_since(int(row.get("identifier") or t), claimed_at)
             if ours:
-                return from_deals(t, ours, "closed before the monitor restarted; recorded on reconciliation")
+                return from_deals(t, ours, f"{_FOUND}; recorded on reconciliation")
             realised = 0.0
             try:
                 realised = self.broker.realised_profit(t)
             except BrokerError:
                 pass
             return CloseResult(ticket=t, status=CloseStatus.CLOSED, requested_volume=0.0, profit=realised,
-                               message="closed before the monitor restarted; recorded on reconciliation "
-                               "(its deals were not in the history yet)")
+                               message=f"{_FOUND}; recorded on reconciliation (its deals were not in the history yet)")
         if partial and claimed_at:
             ours = self._our_exits_since(pos.identifier or pos.ticket, claimed_at)
             if ours:
-                return from_deals(t, ours, "partial close found in deal history after restart",
+                return from_deals(t, ours, "partial close found in deal history after a restart or outage",
                                         requested=float(params.get("volume") or 0))
         if expired:
             return CloseResult(ticket=t, status=CloseStatus.FAILED, requested_volume=pos.volume,
-                               message="not closed: the monitor restarted after the command expired")
+                               message="not closed: the command expired before the monitor could finish it "
+                               "(restart or outage)")
         vol = params.get("volume")
         pct = params.get("percent")
         if pct is not None:
