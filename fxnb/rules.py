@@ -96,6 +96,15 @@ class RuleSettings:
         return cls(**{k: v for k, v in section.items() if k in known})
 
 
+def _denominator(account: Account, basis: str) -> float:
+    """The account figure a ``balance``/``equity`` profit percent is taken of."""
+    if basis == "balance":
+        return account.balance
+    if basis == "equity":
+        return account.equity
+    raise ValueError(f"unknown profit basis {basis!r}")
+
+
 def profit_percent(position: Position, account: Account, basis: str = "balance") -> float:
     """The position's profit in percent, per ``basis`` (see the module docstring). 0.0 if undefined."""
     if basis == "price_move":
@@ -104,12 +113,7 @@ def profit_percent(position: Position, account: Account, basis: str = "balance")
             return 0.0
         move = pc - po if position.side == Side.BUY else po - pc
         return move / po * 100.0
-    if basis == "balance":
-        denominator = account.balance
-    elif basis == "equity":
-        denominator = account.equity
-    else:
-        raise ValueError(f"unknown profit basis {basis!r}")
+    denominator = _denominator(account, basis)
     money = position.profit + position.swap
     if not (math.isfinite(denominator) and math.isfinite(money)) or denominator <= 0:
         return 0.0
@@ -125,12 +129,7 @@ def profit_percents(positions: Iterable[Position], account: Account, basis: str 
     """
     if basis == "price_move":
         return {p.ticket: profit_percent(p, account, basis) for p in positions}
-    if basis == "balance":
-        denominator = account.balance
-    elif basis == "equity":
-        denominator = account.equity
-    else:
-        raise ValueError(f"unknown profit basis {basis!r}")
+    denominator = _denominator(account, basis)
     if not math.isfinite(denominator) or denominator <= 0:
         return {p.ticket: 0.0 for p in positions}
     isfinite = math.isfinite
