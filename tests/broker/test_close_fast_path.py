@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from _positions_ref import constructed
+from _sim_clock import Clock
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,16 +31,6 @@ from fxnb.broker.sim import SimSettings, SimTerminal
 from fxnb.broker.sim import constants as C
 from fxnb.broker.sim.structs import OrderSendResult, TradePosition
 from fxnb.models import CloseStatus, Position, Side
-
-T0 = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeTime:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _sim_clock import Clock
 
 from fxnb.broker.sim import FaultSettings, SimSettings, SimTerminal, read_control, write_control
 from fxnb.broker.sim import constants as C
@@ -19,15 +20,6 @@ from fxnb.broker.sim.symbols import SPECS
 DONE, PARTIAL = C.TRADE_RETCODE_DONE, C.TRADE_RETCODE_DONE_PARTIAL
 IPC_TIMEOUT = (-10005, "IPC timeout")
 LOST = {IPC_TIMEOUT, (-10002, "IPC recv failed"), (-10001, "IPC send failed")}
-T0 = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _terminal(tmp_path: Path, clock: Clock | None = None, **faults: object) -> SimTerminal:

@@ -7,21 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _sim_clock import Clock
 
 from fxnb.broker.sim import SimSettings, SimTerminal, create_terminal, read_control, write_control
 from fxnb.broker.sim import constants as C
 
 NO_IPC = (-10004, "No IPC connection")
-# 2023-11-14 22:13:20 UTC: 00:13 on the next day in server time (UTC+2)
-T0 = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _settings(tmp_path: Path, **section: object) -> SimSettings:

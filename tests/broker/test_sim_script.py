@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _sim_clock import T0, Clock
 
 from fxnb.broker.sim import FaultSettings, SimSettings, SimTerminal, write_control
 from fxnb.broker.sim import constants as C
@@ -13,7 +14,6 @@ from fxnb.config import config_from_mapping
 from fxnb.errors import ConfigError
 from fxnb.workspace import template
 
-T0 = 1_700_000_000.0
 CSV = """# a rule test's path
 t,symbol,bid
 0,EURUSD,1.10000
@@ -22,14 +22,6 @@ t,symbol,bid
 5,EURUSD,1.15000
 1,XAUUSD,2400
 """
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _terminal(tmp_path: Path, clock: Clock, script: str, name: str = "path.csv", **section: object) -> SimTerminal:

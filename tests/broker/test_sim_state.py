@@ -8,20 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from _sim_clock import Clock
 
 from fxnb.broker.sim import FaultSettings, SimSettings, SimTerminal, TraderSettings, create_terminal
 from fxnb.broker.sim import constants as C
 
 ROOT = Path(__file__).resolve().parents[2]
 DONE = C.TRADE_RETCODE_DONE
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _settings(tmp_path: Path, **section: object) -> SimSettings:
