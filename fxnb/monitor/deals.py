@@ -18,6 +18,11 @@ def exits(deals: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted((d for d in deals if int(d["entry"]) in EXIT_ENTRIES), key=lambda d: (d["time_msc"], d["ticket"]))
 
 
+def by_magic(deals: list[dict[str, Any]], magic: int) -> list[dict[str, Any]]:
+    """The deals an EA with ``magic`` made (fxnb's own, given its magic)."""
+    return [d for d in deals if int(d["magic"]) == magic]
+
+
 def deal_net(d: dict[str, Any]) -> float:
     """A deal's (as ``Broker.deals_for_position`` gives it) part of realised P/L: profit, swap, commission, fee."""
     return float(d["profit"]) + float(d["swap"]) + float(d["commission"]) + float(d["fee"])

@@ -26,7 +26,7 @@ from fxnb.errors import BrokerError, BrokerUnavailable
 from fxnb.gcpause import gc_paused
 from fxnb.guards import spread_warning
 from fxnb.models import CloseResult, CloseStatus, Position, Snapshot
-from fxnb.monitor.deals import EXIT_ENTRIES, deal_net
+from fxnb.monitor.deals import deal_net, exits
 from fxnb.monitor.health import DATABASE, Health, Reporting
 from fxnb.monitor.intake import CommandIntake
 from fxnb.monitor.logs import kv
@@ -185,9 +185,10 @@ class Engine(Reporting, CommandIntake, Reconciler, Settlement, RuleRunner, Prote
             log.warning(kv("realised_unknown", ticket=ticket, error=str(exc)))
             realised = None
         else:
-            if self.settle_vanished(ticket, identifier, deals, now):
+            outs = exits(deals)
+            if self.settle_vanished(ticket, outs, now):
                 return  # fxnb's own deals closed it
-            realised = round(sum(deal_net(d) for d in deals if int(d["entry"]) in EXIT_ENTRIES), 2)
+            realised = round(sum(deal_net(d) for d in outs), 2)
         self.store.mark_closed(ticket, realised_profit=realised, reason="external", closed_at=now)
         log.info(kv("closed_outside_fxnb", ticket=ticket, realised=realised))
 

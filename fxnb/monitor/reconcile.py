@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from fxnb.errors import BrokerError, CommandError
 from fxnb.models import CloseResult, CloseStatus, Position
-from fxnb.monitor.deals import EXIT_ENTRIES, from_deals, result_of
+from fxnb.monitor.deals import by_magic, exits, from_deals, result_of
 from fxnb.monitor.logs import kv
 from fxnb.monitor.targets import iso
 
@@ -143,6 +143,4 @@ class Reconciler(_Base):
             deals = self.broker.deals_for_position(identifier)
         except BrokerError:
             return []
-        magic = self.broker.settings.magic
-        return [d for d in deals if int(d["entry"]) in EXIT_ENTRIES and int(d["magic"]) == magic
-                and float(d["time"]) >= since - 1]
+        return [d for d in by_magic(exits(deals), self.broker.settings.magic) if float(d["time"]) >= since - 1]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fxnb.errors import BrokerError
 from fxnb.models import CloseResult, CloseStatus
-from fxnb.monitor.deals import deal_net, exits, from_deals, result_of
+from fxnb.monitor.deals import by_magic, deal_net, exits, from_deals, result_of
 from fxnb.monitor.logs import kv
 
 if TYPE_CHECKING:
@@ -26,14 +26,14 @@ log = logging.getLogger("fxnb.monitor")
 
 
 class Settlement(_Base):
-    def settle_vanished(self, ticket: int, identifier: int, deals: list[dict[str, Any]], now: float) -> bool:
+    def settle_vanished(self, ticket: int, outs: list[dict[str, Any]], now: float) -> bool:
         """A tracked position is gone: if fxnb's own deals closed it, record it as fxnb's close, not 'external'.
 
-        Returns False when the last exit deal is not fxnb's (someone else closed it: the caller
-        records an external close). A close of ours whose answer was lost is settled on the way.
+        ``outs``: the position's exit deals, oldest first (``deals.exits``). Returns False when the last
+        one is not fxnb's (someone else closed it: the caller records an external close). A close of
+        ours whose answer was lost is settled on the way.
         """
         magic = self.broker.settings.magic
-        outs = exits(deals)
         if not outs or int(outs[-1]["magic"]) != magic:
             self._settle_lost_answer(ticket, outs, now, close_reason=None)
             return False
@@ -62,8 +62,7 @@ class Settlement(_Base):
         its operation's status to what the deals say. ``close_reason="auto"`` also marks the position closed
         (as 'rule' or 'command', after that close's source). Returns the reason used, or None if nothing
         was settled."""
-        magic = self.broker.settings.magic
-        ours = [d for d in outs if int(d["magic"]) == magic]
+        ours = by_magic(outs, self.broker.settings.magic)
         if not ours:
             return None
         history = self.store.ticket_results(ticket) if history is None else history
