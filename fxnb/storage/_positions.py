@@ -1,7 +1,9 @@
 """The writer's tracked positions: the poll's ``sync_positions`` (the hot path) and the closed marks.
 
-One row per ticket in ``position_tracking``, kept in step with the terminal's book;
-``_open_cache`` mirrors its open rows so an unchanged poll reads and writes nothing.
+One row per ticket in ``position_book`` and one in ``position_marks`` (its quote), written
+together and read together through the ``position_tracking`` view (schema 0004), kept in
+step with the terminal's book; ``_open_cache`` mirrors the open rows so an unchanged poll
+reads and writes nothing, and a poll that only moved quotes writes only ``position_marks``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ class SyncResult:
 
 # What sync_positions compares to decide that a position "changed", in this order
 # (ticket first); the SQL below refers to them as ?1..?13. The "quote" columns
-# come last: usually only they move, and a narrower UPDATE is ~30 % cheaper.
+# come last: they are position_marks' (the rest is position_book's), and usually
+# only they move, so the usual poll writes only that narrow table (schema 0004).
 # symbol and open time never change for a ticket; open_price and type can on
 # netting accounts.
 _POS_COLUMNS = (
@@ -60,37 +63,64 @@ _QUOTE_START = 9
 # interpreter's specialised attribute loads are over twice as fast as operator.attrgetter.
 # Side is a str enum, so Side.BUY == "buy".
 
-# ?14 = last_update.
-_UPDATE_POSITION = """
-UPDATE position_tracking SET type = ?2, volume = ?3, original_volume = MAX(original_volume, ?3),
-    open_price = ?4, sl = ?5, tp = ?6, magic = ?7, identifier = ?8, comment = ?9,
-    current_price = ?10, profit = ?11, swap = ?12, profit_percent = ?13, last_update = ?14
+# A full change writes both tables from one parameter row, ?1..?13 = _POS_COLUMNS, ?14 = last_update.
+# (sqlite3 binds exactly as many values as the highest ?N, so the book's statement gets the first nine.)
+_UPDATE_BOOK = """
+UPDATE position_book SET type = ?2, volume = ?3, original_volume = MAX(original_volume, ?3),
+    open_price = ?4, sl = ?5, tp = ?6, magic = ?7, identifier = ?8, comment = ?9
 WHERE ticket = ?1
 """
+_UPDATE_MARKS = """
+UPDATE position_marks SET current_price = ?10, profit = ?11, swap = ?12, profit_percent = ?13, last_update = ?14
+WHERE ticket = ?1
+"""
+# The poll's usual write: only the quote moved, only position_marks is written.
 _UPDATE_QUOTE = """
-UPDATE position_tracking SET current_price = ?2, profit = ?3, swap = ?4, profit_percent = ?5, last_update = ?6
+UPDATE position_marks SET current_price = ?2, profit = ?3, swap = ?4, profit_percent = ?5, last_update = ?6
 WHERE ticket = ?1
 """
-# ?14 = first_seen/last_update, ?15 = symbol, ?16 = open time as UTC epoch, ?17 = open time as server epoch.
+# ?14 = first_seen, ?15 = symbol, ?16 = open time as UTC epoch, ?17 = open time as server epoch.
 # open_time is formatted by SQLite in the same spelling as _codec.iso_utc (it is the slow part in Python).
-_INSERT_POSITION = """
-INSERT INTO position_tracking (ticket, symbol, type, volume, original_volume, open_price, current_price,
-    profit, swap, sl, tp, magic, identifier, comment, profit_percent, open_time, open_time_server,
-    first_seen, last_update, status)
-VALUES (?1, ?15, ?2, ?3, ?3, ?4, ?10, ?11, ?12, ?5, ?6, ?7, ?8, ?9, ?13,
-    strftime('%Y-%m-%dT%H:%M:%fZ', ?16, 'unixepoch'), ?17, ?14, ?14, 'open')
+# A reopened ticket keeps its first_seen, open time and partial close, as it did in one table.
+_INSERT_BOOK = """
+INSERT INTO position_book (ticket, symbol, type, volume, original_volume, open_price, sl, tp, magic,
+    identifier, comment, open_time, open_time_server, first_seen, status)
+VALUES (?1, ?15, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+    strftime('%Y-%m-%dT%H:%M:%fZ', ?16, 'unixepoch'), ?17, ?14, 'open')
 ON CONFLICT (ticket) DO UPDATE SET
     symbol = excluded.symbol, type = excluded.type, volume = excluded.volume,
     original_volume = MAX(original_volume, excluded.volume), open_price = excluded.open_price,
-    current_price = excluded.current_price, profit = excluded.profit, swap = excluded.swap,
-    profit_percent = excluded.profit_percent, sl = excluded.sl, tp = excluded.tp, magic = excluded.magic,
-    identifier = excluded.identifier, comment = excluded.comment, last_update = excluded.last_update,
+    sl = excluded.sl, tp = excluded.tp, magic = excluded.magic,
+    identifier = excluded.identifier, comment = excluded.comment,
     status = 'open', closed_at = NULL, close_reason = NULL, realised_profit = NULL
+"""
+# (ticket, current_price, profit, swap, profit_percent, last_update), as _UPDATE_QUOTE.
+_INSERT_MARKS = """
+INSERT INTO position_marks (ticket, current_price, profit, swap, profit_percent, last_update)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (ticket) DO UPDATE SET
+    current_price = excluded.current_price, profit = excluded.profit, swap = excluded.swap,
+    profit_percent = excluded.profit_percent, last_update = excluded.last_update
+"""
+# Closing writes the book and moves last_update. The marks go first, while the book still says
+# 'open', so both statements touch the same rows; shared with _results. ?1 = closed_at, ?2 = reason,
+# ?3 = realised profit, ?4 = ticket.
+CLOSE_MARKS = """
+UPDATE position_marks SET last_update = ?1
+WHERE ticket = ?4 AND EXISTS (SELECT 1 FROM position_book WHERE ticket = ?4 AND status = 'open')
+"""
+CLOSE_BOOK = """
+UPDATE position_book SET status = 'closed', closed_at = ?1, close_reason = ?2, realised_profit = ?3
+WHERE ticket = ?4 AND status = 'open'
+"""
+# ?1 = when, ?2 = ticket. The first time is kept; last_update is not moved (it never was).
+MARK_PARTIAL = """
+UPDATE position_book SET partial_closed_at = COALESCE(partial_closed_at, ?1) WHERE ticket = ?2 AND status = 'open'
 """
 
 
 class PositionsMixin(StoreBase):
-    """:class:`~fxnb.storage.writer.Store`'s ``position_tracking`` methods."""
+    """:class:`~fxnb.storage.writer.Store`'s ``position_book``/``position_marks`` methods."""
 
     def _load_open_cache(self) -> dict[int, tuple[Any, ...]]:
         if self._open_cache is None:
@@ -162,14 +192,14 @@ class PositionsMixin(StoreBase):
                         reopened = [
                             row[0]
                             for row in db.execute(
-                                "SELECT ticket FROM position_tracking "
+                                "SELECT ticket FROM position_book "
                                 "WHERE status = 'closed' AND ticket IN (SELECT value FROM json_each(?))",
                                 [dumps(list(new))],
                             )
                         ]
                         by_ticket = {p.ticket: p for p in positions if p.ticket in new}
                         db.conn.executemany(
-                            _INSERT_POSITION,
+                            _INSERT_BOOK,
                             [
                                 (*values, at, p.symbol, (p.time - server_offset_s) if p.time else None,
                                  p.time or None)
@@ -177,10 +207,12 @@ class PositionsMixin(StoreBase):
                                 for p in (by_ticket[ticket],)
                             ],
                         )
+                        db.conn.executemany(_INSERT_MARKS, [(v[0], *v[q:], at) for v in new.values()])
                     if quotes:
                         db.conn.executemany(_UPDATE_QUOTE, quotes)
                     if full:
-                        db.conn.executemany(_UPDATE_POSITION, full)
+                        db.conn.executemany(_UPDATE_BOOK, [v[:q] for v in full])
+                        db.conn.executemany(_UPDATE_MARKS, full)
             except BaseException:
                 self._open_cache = None  # re-read the truth next time
                 raise
@@ -218,11 +250,9 @@ class PositionsMixin(StoreBase):
             raise ValueError(f"reason must be one of {schema.CLOSE_REASONS}, not {reason!r}")
         at = self._iso(closed_at)
         with self.db.atomic() as db:
-            cur = db.execute(
-                "UPDATE position_tracking SET status = 'closed', closed_at = ?, close_reason = ?, "
-                "realised_profit = ?, last_update = ? WHERE ticket = ? AND status = 'open'",
-                [at, reason, realised_profit, at, ticket],
-            )
+            params = [at, reason, realised_profit, ticket]
+            db.execute(CLOSE_MARKS, params)
+            cur = db.execute(CLOSE_BOOK, params)
         if self._open_cache is not None:
             self._open_cache.pop(ticket, None)
         return cur.rowcount == 1
@@ -236,11 +266,7 @@ class PositionsMixin(StoreBase):
         :return: False if the ticket is not an open position.
         """
         with self.db.atomic() as db:
-            cur = db.execute(
-                "UPDATE position_tracking SET partial_closed_at = COALESCE(partial_closed_at, ?) "
-                "WHERE ticket = ? AND status = 'open'",
-                [self._iso(at), ticket],
-            )
+            cur = db.execute(MARK_PARTIAL, [self._iso(at), ticket])
         return cur.rowcount == 1
 
     @_writes
@@ -252,7 +278,7 @@ class PositionsMixin(StoreBase):
     @_writes
     def partial_closed_tickets(self) -> set[int]:
         """Open tickets whose partial close has already happened (input to the rules)."""
-        rows = self.db.execute(
-            "SELECT ticket FROM position_tracking WHERE status = 'open' AND partial_closed_at IS NOT NULL"
+        rows = self.db.execute(  # the book alone: its partial covering index answers it (schema 0003, 0004)
+            "SELECT ticket FROM position_book WHERE status = 'open' AND partial_closed_at IS NOT NULL"
         )
         return {row[0] for row in rows}

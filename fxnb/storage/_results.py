@@ -17,12 +17,13 @@ from fxnb.storage import schema
 from fxnb.storage._base import StoreBase, _writes
 from fxnb.storage._codec import Timestamp, decode_row, dumps
 from fxnb.storage._operations import _OP_TOTALS
+from fxnb.storage._positions import CLOSE_BOOK, CLOSE_MARKS, MARK_PARTIAL
 
 _UPSERT_RESULT = """
 INSERT INTO close_results (operation_id, ticket, symbol, requested_volume, closed_volume,
     price, profit, retcode, message, status, deals, attempts, finished_at)
 VALUES (?, ?,
-    COALESCE(NULLIF(?, ''), (SELECT symbol FROM position_tracking WHERE ticket = ?), ''),
+    COALESCE(NULLIF(?, ''), (SELECT symbol FROM position_book WHERE ticket = ?), ''),
     ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (operation_id, ticket) DO UPDATE SET
     symbol = excluded.symbol, requested_volume = excluded.requested_volume,
@@ -120,18 +121,11 @@ class ResultsMixin(StoreBase):
             closes = [(when, r.close_reason, r.result.profit, r.result.ticket)
                       for r, when in zip(records, at, strict=True) if r.close_reason is not None]
             if closes:
-                db.conn.executemany(
-                    "UPDATE position_tracking SET status = 'closed', closed_at = ?1, close_reason = ?2, "
-                    "realised_profit = ?3, last_update = ?1 WHERE ticket = ?4 AND status = 'open'",
-                    closes,
-                )
+                db.conn.executemany(CLOSE_MARKS, closes)
+                db.conn.executemany(CLOSE_BOOK, closes)
             partials = [(when, r.result.ticket) for r, when in zip(records, at, strict=True) if r.partial]
             if partials:
-                db.conn.executemany(
-                    "UPDATE position_tracking SET partial_closed_at = COALESCE(partial_closed_at, ?) "
-                    "WHERE ticket = ? AND status = 'open'",
-                    partials,
-                )
+                db.conn.executemany(MARK_PARTIAL, partials)
         if self._open_cache is not None:  # after the commit: a rolled back batch resets the cache instead
             for close in closes:
                 self._open_cache.pop(close[3], None)
@@ -190,9 +184,8 @@ class ResultsMixin(StoreBase):
                 {"status": operation_status, "id": op_id},
             )
             if close_reason is not None:
-                db.execute("UPDATE position_tracking SET status = 'closed', closed_at = ?1, close_reason = ?2, "
-                           "realised_profit = ?3, last_update = ?1 WHERE ticket = ?4 AND status = 'open'",
-                           [when, close_reason, profit, ticket])
+                db.execute(CLOSE_MARKS, [when, close_reason, profit, ticket])
+                db.execute(CLOSE_BOOK, [when, close_reason, profit, ticket])
         if close_reason is not None and self._open_cache is not None:
             self._open_cache.pop(int(ticket), None)
         return True

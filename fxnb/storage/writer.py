@@ -14,8 +14,8 @@ runs plain jobs in a pool): the connection is opened with
 are serialised even if the monitor slips.
 
 This module opens the database; the methods live in one mixin per job, each
-small enough to read in one sitting: ``_positions`` (the poll's
-``position_tracking``), ``_history`` (``profit_monitoring``), ``_operations``
+small enough to read in one sitting: ``_positions`` (the poll's ``position_book``
+and ``position_marks``, read as ``position_tracking``), ``_history`` (``profit_monitoring``), ``_operations``
 (the command audit trail), ``_results`` (per-ticket close results),
 ``_monitor_state`` (heartbeat, events, rule state); ``_base`` holds what they
 share. Import everything from here: ``fxnb.storage.writer`` is the public name.

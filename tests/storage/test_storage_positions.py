@@ -12,7 +12,9 @@ from fxnb.storage import Store, SyncResult
 
 
 def row(store: Store, ticket: int) -> dict:
-    return dict(store.db["position_tracking"].get(ticket))
+    """The ticket's row as users read it (the position_tracking view, schema 0004)."""
+    (got,) = store.db.query("SELECT * FROM position_tracking WHERE ticket = ?", [ticket])
+    return got
 
 
 def test_first_sync_inserts_every_position(store: Store, make_position, make_snapshot) -> None:

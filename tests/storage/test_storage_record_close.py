@@ -1,17 +1,18 @@
 """Store.record_close / record_closes: a close's result and what it means for the position, in one transaction.
 
-Also the 0002 migration: the index that gives the dashboard's open book in its ORDER BY.
+Also the 0002 migration: the index that gives the dashboard's open book in its ORDER BY (on
+``position_book`` since 0004, read through the ``position_tracking`` view).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import T0
+from sqlite_utils import Database
 
 from fxnb.errors import StorageError
 from fxnb.models import CloseResult, CloseStatus
@@ -152,7 +153,7 @@ _OPEN_BOOK = "SELECT * FROM position_tracking WHERE status = 'open' ORDER BY sym
 def test_open_book_is_read_in_index_order_without_a_sort(store: Store, book: list[int], db_path: Path,
                                                          make_position, make_snapshot) -> None:
     plan = " | ".join(r[3] for r in store.db.execute("EXPLAIN QUERY PLAN " + _OPEN_BOOK))
-    assert "idx_position_tracking_status_symbol" in plan and "TEMP B-TREE" not in plan, plan
+    assert "idx_position_book_status_symbol" in plan and "TEMP B-TREE" not in plan, plan
     store.sync_positions(make_snapshot([make_position(t, symbol=s) for t, s in
                                         [(7, "ZZZ"), (5, "AAA"), (6, "AAA"), (104, "SYM0")]]), server_offset_s=0)
     with Reader(db_path) as reader:
@@ -160,26 +161,23 @@ def test_open_book_is_read_in_index_order_without_a_sort(store: Store, book: lis
     assert got == sorted(got) and len(got) == 7
 
 
-def test_an_existing_0001_database_gets_the_index_on_open(db_path: Path, clock, make_position,
-                                                          make_snapshot) -> None:
-    with Store.open(db_path, clock=clock) as s:
-        s.sync_positions(make_snapshot([make_position(1)]), server_offset_s=0)
-    conn = sqlite3.connect(db_path)  # roll the file back to what a 0001-only fxnb left
-    conn.execute("DROP INDEX idx_position_tracking_status_symbol")
-    conn.execute("DROP INDEX idx_position_tracking_partial_closed")
-    conn.execute("DELETE FROM _sqlite_migrations WHERE name IN ('0002_open_positions_index', "
-                 "'0003_partial_closed_index')")
-    conn.commit()
-    conn.close()
+def test_an_existing_0001_database_gets_the_index_on_open(db_path: Path, clock) -> None:
+    db_path.parent.mkdir(parents=True)
+    db = Database(db_path)  # a file as a 0001-only fxnb left it: position_tracking a table, no later index
+    schema.configure_writer(db)
+    schema.migrations.apply(db, stop_before="0002_open_positions_index")
+    db.execute("INSERT INTO position_tracking (ticket, symbol, type, volume, original_volume, open_price, "
+               "current_price, profit, first_seen, last_update) VALUES (1, 'X', 'buy', 1, 1, 1, 1, 0, 'a', 'a')")
+    db.conn.commit()
+    db.close()
     with Reader(db_path) as reader:  # a reader never migrates; an older file still reads
         assert reader.schema_version == "0001_initial" and len(reader.open_positions()) == 1
     with Store.open(db_path, clock=clock) as s:
         assert schema.applied_migrations(s.db) == ["0001_initial", "0002_open_positions_index",
-                                                   "0003_partial_closed_index"]
+                                                   "0003_partial_closed_index", "0004_position_marks"]
         names = {r[0] for r in s.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert {"idx_position_tracking_status_symbol", "idx_position_tracking_partial_closed"} <= names
+        assert {"idx_position_book_status_symbol", "idx_position_book_partial_closed"} <= names
         assert s.position(1) is not None  # rows kept
-
 
 
 def test_settle_result_corrects_a_lost_answer_and_its_operation(store: Store, book: list[int]) -> None:

@@ -21,6 +21,12 @@ EXPECTED_COLUMNS = {
         "open_time_server", "first_seen", "last_update", "status", "closed_at", "close_reason",
         "realised_profit", "partial_closed_at",
     },
+    "position_book": {
+        "ticket", "symbol", "type", "volume", "original_volume", "open_price", "sl", "tp", "magic", "identifier",
+        "comment", "open_time", "open_time_server", "first_seen", "status", "closed_at", "close_reason",
+        "realised_profit", "partial_closed_at",
+    },
+    "position_marks": {"ticket", "current_price", "profit", "swap", "profit_percent", "last_update"},
     "profit_monitoring": {
         "id", "timestamp", "ts", "total_positions", "total_profit", "total_loss", "net_profit", "balance",
         "equity", "margin", "margin_free", "margin_level", "currency", "login", "resolution",
@@ -50,8 +56,9 @@ def test_fresh_file_gets_every_table_and_the_migration_record(store: Store) -> N
     for table, columns in EXPECTED_COLUMNS.items():
         assert set(db[table].columns_dict) == columns, table
     assert schema.applied_migrations(db) == ["0001_initial", "0002_open_positions_index",
-                                             "0003_partial_closed_index"]
-    assert SCHEMA_VERSION == "0003_partial_closed_index"
+                                             "0003_partial_closed_index", "0004_position_marks"]
+    assert SCHEMA_VERSION == "0004_position_marks"
+    assert set(db.table_names()) >= set(schema.TABLES) and db.view_names() == list(schema.VIEWS)
     assert schema.schema_version(db) == SCHEMA_VERSION
 
 
@@ -102,10 +109,15 @@ def test_existing_world_readable_file_is_tightened(tmp_path: Path, clock) -> Non
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_seed_database_is_refused(tmp_path: Path, clock) -> None:
+@pytest.mark.parametrize("ddl", [
+    "CREATE TABLE position_tracking (ticket INTEGER PRIMARY KEY, symbol TEXT NOT NULL)",  # the seed's
+    "CREATE VIEW position_tracking AS SELECT 1 AS ticket",  # fxnb's name, as a view, without fxnb's record
+    "CREATE TABLE position_book (ticket INTEGER PRIMARY KEY)",
+])
+def test_seed_database_is_refused(tmp_path: Path, clock, ddl: str) -> None:
     path = tmp_path / "seed.db"
     seed = Database(path)
-    seed.execute("CREATE TABLE position_tracking (ticket INTEGER PRIMARY KEY, symbol TEXT NOT NULL)")
+    seed.execute(ddl)
     seed.close()
     with pytest.raises(StorageError, match="not created by fxnb"):
         Store.open(path, clock=clock)
@@ -141,20 +153,22 @@ def test_closed_store_refuses_calls(db_path: Path, clock) -> None:
         s.event("info", "x", "y")
 
 
-POS = (
-    "INSERT INTO position_tracking (ticket, symbol, type, volume, original_volume, open_price, "
-    "current_price, profit, first_seen, last_update, "
-)
+# position_tracking is a view since 0004: its constraints live on the two tables under it.
+POS = "INSERT INTO position_book (ticket, symbol, type, volume, original_volume, open_price, first_seen, "
+MARKS = "INSERT INTO position_marks (ticket, current_price, profit, last_update) "
 
 
 @pytest.mark.parametrize(
     "sql",
     [
         # A closed position without a close time, and an open one with a close time.
-        POS + "status) VALUES (1, 'X', 'buy', 1, 1, 1, 1, 0, 'a', 'a', 'closed')",
-        POS + "status, closed_at) VALUES (1, 'X', 'buy', 1, 1, 1, 1, 0, 'a', 'a', 'open', 'b')",
+        POS + "status) VALUES (1, 'X', 'buy', 1, 1, 1, 'a', 'closed')",
+        POS + "status, closed_at) VALUES (1, 'X', 'buy', 1, 1, 1, 'a', 'open', 'b')",
         # The seed's upper-case side.
-        POS + "status) VALUES (1, 'X', 'BUY', 1, 1, 1, 1, 0, 'a', 'a', 'open')",
+        POS + "status) VALUES (1, 'X', 'BUY', 1, 1, 1, 'a', 'open')",
+        # A quote without a price, and a price that is not a number.
+        MARKS + "VALUES (1, NULL, 0, 'a')",
+        MARKS + "VALUES (1, 'x', 0, 'a')",
         # A final operation without finished_at, and a processing one never claimed.
         "INSERT INTO position_close_operations (operation_type, source, created_at, status) "
         "VALUES ('all', 'operator', 'a', 'completed')",
@@ -174,7 +188,8 @@ def test_schema_refuses_inconsistent_rows(store: Store, sql: str) -> None:
 
 def test_schema_accepts_the_consistent_version(store: Store) -> None:
     """Control for the test above: the same statement with consistent values is accepted."""
-    store.db.execute(POS + "status) VALUES (1, 'X', 'buy', 1, 1, 1, 1, 0, 'a', 'a', 'open')")
+    store.db.execute(POS + "status) VALUES (1, 'X', 'buy', 1, 1, 1, 'a', 'open')")
+    store.db.execute(MARKS + "VALUES (1, 1, 0, 'a')")
     store.db.execute(
         "INSERT INTO position_close_operations (operation_type, source, created_at, status, finished_at) "
         "VALUES ('all', 'operator', 'a', 'completed', 'b')"

@@ -185,7 +185,9 @@ def test_partial_closed_tickets_reads_only_its_index(store: Store, make_position
     store.mark_partial_closed(9)
     store.mark_closed(9, realised_profit=1.0, reason="external")
     assert store.partial_closed_tickets() == {7}
-    plan = " ".join(r[3] for r in store.db.execute(
-        "EXPLAIN QUERY PLAN SELECT ticket FROM position_tracking "
-        "WHERE status = 'open' AND partial_closed_at IS NOT NULL"))
-    assert "COVERING INDEX idx_position_tracking_partial_closed" in plan, plan
+    # The store asks position_book (migration 0004); the same question through the position_tracking
+    # view is answered by the same index alone (the view's LEFT JOIN of the marks is left out).
+    for table in ("position_book", "position_tracking"):
+        plan = [r[3] for r in store.db.execute(
+            f"EXPLAIN QUERY PLAN SELECT ticket FROM {table} WHERE status = 'open' AND partial_closed_at IS NOT NULL")]
+        assert len(plan) == 1 and "COVERING INDEX idx_position_book_partial_closed" in plan[0], (table, plan)
