@@ -10,6 +10,7 @@ seed stored UTC without ``Z``, which browsers read as local time).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import Enum
@@ -28,9 +29,29 @@ def _format(dt: datetime) -> str:
     return dt.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
+_SECONDS: dict[int, str] = {}  # whole epoch second -> "YYYY-MM-DDTHH:MM:SS"
+
+
 def iso_utc(epoch: float) -> str:
-    """``epoch`` seconds (UTC) as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (milliseconds truncated)."""
-    return _format(datetime.fromtimestamp(float(epoch), UTC))
+    """``epoch`` seconds (UTC) as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (milliseconds truncated).
+
+    The same string as ``datetime.fromtimestamp(epoch, UTC)`` formatted to milliseconds, which costs
+    about 2 µs; a close-all writes one per ticket, mostly within the same few seconds. So the date
+    and time of day are formatted once per second, and the fraction is rounded to microseconds
+    exactly as ``fromtimestamp`` does (the same double operations, half to even), then truncated.
+    """
+    e = float(epoch)
+    sec = math.floor(e)
+    us = round((e - sec) * 1e6)
+    if us >= 1_000_000:
+        sec, us = sec + 1, us - 1_000_000
+    prefix = _SECONDS.get(sec)
+    if prefix is None:
+        prefix = _format(datetime.fromtimestamp(sec, UTC))[:19]
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        _SECONDS[sec] = prefix
+    return f"{prefix}.{us // 1000:03d}Z"
 
 
 def to_datetime(value: Timestamp) -> datetime:

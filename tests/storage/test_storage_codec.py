@@ -9,7 +9,7 @@ from conftest import T0
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fxnb.storage._codec import dumps, to_epoch, to_iso
+from fxnb.storage._codec import dumps, iso_utc, to_epoch, to_iso
 
 
 @pytest.mark.parametrize(
@@ -53,3 +53,21 @@ def test_json_accepts_enums_and_sets_but_not_nan() -> None:
     assert dumps({"side": Side.SELL, "tickets": {3, 1}}) == '{"side":"sell","tickets":[1,3]}'
     with pytest.raises(ValueError):
         dumps({"x": float("inf")})
+
+
+# iso_utc formats the date and time of day once per second and the fraction itself: it must spell
+# every instant exactly as the datetime route does (microsecond rounding half to even, then
+# milliseconds truncated), including fractions that round up into the next second.
+def _iso_reference(epoch: float) -> str:
+    return datetime.fromtimestamp(float(epoch), UTC).isoformat(timespec="milliseconds")[:23] + "Z"
+
+
+@given(st.floats(min_value=0, max_value=4.2e9, allow_nan=False))
+def test_iso_utc_spells_any_instant_as_datetime_does(epoch: float) -> None:
+    assert iso_utc(epoch) == _iso_reference(epoch)
+
+
+@pytest.mark.parametrize("epoch", [0, 1.0, 1_764_000_000.0009995, 1_764_000_000.9999995, 1_764_000_000.0000005,
+                                   1_764_000_000.9995, 1_764_000_059.99999999, 4_102_444_799.999])
+def test_iso_utc_at_rounding_edges(epoch: float) -> None:
+    assert iso_utc(epoch) == _iso_reference(epoch)
