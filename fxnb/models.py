@@ -78,6 +78,9 @@ class SymbolSpec:
     ask: float = 0.0
     stops_level: int = 0  # minimum SL/TP distance from price, in points
     freeze_level: int = 0  # no modification within this many points of price
+    # SYMBOL_TRADE_EXECUTION_*: 0 request, 1 instant, 2 market, 3 exchange. Only request and instant
+    # execution use a request's price; the default (request) is the one that needs it.
+    trade_exemode: int = 0
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,9 @@ class CloseResult:
     deals: tuple[int, ...] = field(default_factory=tuple)
     attempts: int = 0
     symbol: str = ""
+    # True only between ``Broker.close(..., deals_later=True)`` and ``Broker.settle_deals``: closed,
+    # but price and profit not yet read from the deals. The store refuses to record such a result.
+    deals_pending: bool = False
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from operator import attrgetter
 from typing import Any
@@ -59,6 +59,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# settle_deals' window starts this long before the first send: the server offset is estimated to
+# within two minutes (server_offset_s), and deal times are whole seconds.
+_WINDOW_MARGIN_S = 300
 
 # -- TradePosition -> Position, in bulk ------------------------------------------------------------
 # A poll converts the whole book (10,000 positions in the benchmark), so this is the adapter's hot
@@ -205,6 +209,7 @@ class Broker:
         self._consts: dict[str, int] = {}
         self._out_entry_set: frozenset[int] | None = None
         self._hedging: bool | None = None  # the account's margin mode, from the last account() read
+        self._unsettled: dict[int, CloseJob] = {}  # ticket -> job whose deal read waits for settle_deals
 
     # ------------------------------------------------------------------ module access
     @property
@@ -455,6 +460,7 @@ class Broker:
             ask=float(info.ask),
             stops_level=int(info.trade_stops_level),
             freeze_level=int(info.trade_freeze_level),
+            trade_exemode=int(info.trade_exemode),
         )
         self._specs[name] = spec
         return spec
@@ -516,14 +522,58 @@ class Broker:
         return round(sum(net_result(d) for d in deals if int(d.entry) in outs), 2)
 
     # ------------------------------------------------------------------ trading
-    def close(self, ticket: int, *, volume: float | None = None, comment: str | None = None) -> CloseResult:
+    def close(
+        self, ticket: int, *, volume: float | None = None, comment: str | None = None, deals_later: bool = False
+    ) -> CloseResult:
         """Close ``ticket`` fully (``volume=None``) or partly (rounded down to the symbol's step).
 
         Raises ``BrokerUnavailable``/``BrokerError`` only if nothing was sent;
-        after a send it always returns a ``CloseResult``.
+        after a send it always returns a ``CloseResult``. With ``deals_later`` a clean close
+        returns ``deals_pending`` and its deal read waits for :meth:`settle_deals`.
         """
         with self._trade_lock:
-            return CloseJob(self, int(ticket), volume, comment).run()
+            job = CloseJob(self, int(ticket), volume, comment, deals_later=deals_later)
+            result = job.run()
+            if result.deals_pending:
+                self._unsettled[result.ticket] = job
+            return result
+
+    def settle_deals(
+        self, results: Sequence[CloseResult], *, server_offset_s: int | None, since: float, now: float
+    ) -> list[CloseResult]:
+        """``results`` with those ``close(..., deals_later=True)`` left pending completed from their deals.
+
+        A clean full close needs one more terminal call after its send: the deal-history read
+        for the price and realised profit of the deal the answer named. For a batch of closes
+        one read of the deals between ``since`` (UTC epoch seconds, before the first send) and
+        a day past ``now`` serves them all (``mt5_api.md`` §7 pitfall 6: the bounds are server
+        time, hence ``server_offset_s``; the far bound is the recommended day ahead). A deal
+        missing from it (the terminal lags its replies) is read for its position alone, as
+        ``close`` would have. Without a known offset, or for a single close, each is read alone.
+        Never raises: a failed read leaves the result with the fill's price and a note.
+        """
+        jobs = {r.ticket: self._unsettled.pop(r.ticket, None) for r in results if r.deals_pending}
+        window: dict[int, Any] = {}
+        if server_offset_s is not None and len(jobs) > 1:
+            date_from = int(since) + int(server_offset_s) - _WINDOW_MARGIN_S
+            date_to = int(now) + int(server_offset_s) + 86_400
+            try:
+                raw = self._read_many("history_deals_get(date range)", "history_deals_get", date_from, date_to)
+            except BrokerError as exc:
+                log.debug("deal window read failed, reading per position: %s", exc)
+                raw = ()
+            window = {int(d.ticket): d for d in raw}
+        out: list[CloseResult] = []
+        for r in results:
+            job = jobs.get(r.ticket)
+            if job is not None:
+                out.append(job.settle(window))
+            elif r.deals_pending:  # not from this broker's close(): nothing to read it with
+                out.append(replace(r, deals_pending=False,
+                                   message=f"{r.message}; realised profit not read (no close job)"))
+            else:
+                out.append(r)
+        return out
 
     def pending_orders(self) -> tuple[int, ...]:
         """Tickets of the active pending orders (flatten cancels them). Raises on a failed read."""

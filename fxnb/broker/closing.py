@@ -16,7 +16,7 @@ exit deals exist that an ambiguous answer must not be confused with.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from fxnb.broker import retcodes as rc
@@ -100,8 +100,11 @@ class _Stop(Exception):
 class CloseJob:
     """One ``Broker.close`` call: the retry state machine of ``mt5_api.md`` §4.5."""
 
-    def __init__(self, broker: Broker, ticket: int, volume: float | None, comment: str | None) -> None:
+    def __init__(
+        self, broker: Broker, ticket: int, volume: float | None, comment: str | None, *, deals_later: bool = False
+    ) -> None:
         self.b = broker
+        self.deals_later = deals_later  # a clean close may leave its deal read to settle_deals (see there)
         self.s = broker.settings
         self.ticket = ticket
         self.volume_arg = volume
@@ -186,9 +189,9 @@ class CloseJob:
             try:
                 spec = self.b._static_spec(self.symbol)
                 vol = self._next_volume(pos, spec)
-                tick = self.b._tick(self.symbol)
+                price = self._price(pos, spec)
                 filling = self._next_filling(spec)
-                request = self._request(pos, vol, tick, spec, filling)
+                request = self._request(vol, price, spec, filling)
             except BrokerError as exc:
                 if self.sends == 0:
                     raise  # nothing sent yet: the caller may treat this as "nothing happened"
@@ -316,6 +319,9 @@ class CloseJob:
 
     def _next_filling(self, spec: SymbolSpec) -> int:
         b = self.b
+        preferred = b._filling.get(self.symbol)
+        if preferred is not None and preferred not in self.tried_fillings:
+            return preferred  # the mode that worked last for this symbol: filling_candidates puts it first
         order = filling_candidates(
             spec.filling_mode, fok=b._const("ORDER_FILLING_FOK"), ioc=b._const("ORDER_FILLING_IOC"),
             ret=b._const("ORDER_FILLING_RETURN"), preferred=b._filling.get(self.symbol),
@@ -325,9 +331,31 @@ class CloseJob:
                 return mode
         raise _Stop(f"{self._so_far()}; the server refused every filling mode", retcode=rc.INVALID_FILL)
 
-    def _request(self, pos: Any, vol: float, tick: Any, spec: SymbolSpec, filling: int) -> dict[str, Any]:
+    def _price(self, pos: Any, spec: SymbolSpec) -> float:
+        """The request's price: a fresh tick's bid (closing a buy) or ask where the server uses it.
+
+        Only request and instant execution fill at the request's price (``mt5_api.md`` §4.1); market
+        and exchange execution ignore it. For those the first send takes the price the position
+        just re-read closes at (``price_current``: bid for a buy, ask for a sell), so the tick read
+        is skipped: one terminal call less per ticket of a close-all. Every resend reads a fresh
+        tick (§4.5: a requote or an invalid price is answered with a fresh one), as does a position
+        without a current price.
+        """
         b = self.b
-        price = float(tick.bid) if self.buy else float(tick.ask)
+        if self.sends or (
+            spec.trade_exemode != b._const("SYMBOL_TRADE_EXECUTION_MARKET")
+            and spec.trade_exemode != b._const("SYMBOL_TRADE_EXECUTION_EXCHANGE")
+        ):
+            current = 0.0
+        else:
+            current = float(pos.price_current)
+        if current > 0.0 and math.isfinite(current):
+            return current
+        tick = b._tick(self.symbol)
+        return float(tick.bid) if self.buy else float(tick.ask)
+
+    def _request(self, vol: float, price: float, spec: SymbolSpec, filling: int) -> dict[str, Any]:
+        b = self.b
         return {
             "action": b._const("TRADE_ACTION_DEAL"),
             "symbol": self.symbol,
@@ -459,7 +487,34 @@ class CloseJob:
             return self._result(CloseStatus.FAILED, 0.0)
         if self.closed <= EPS and self.retcode == rc.POSITION_CLOSED and not self.ambiguous_seen:
             return self._result(CloseStatus.ALREADY_CLOSED, 0.0)
-        deals = self._our_deals() if self.closed > EPS else []
+        if self.deals_later and self._clean():
+            return self._pending_result()
+        return self._settled(self._our_deals() if self.closed > EPS else [])
+
+    def _clean(self) -> bool:
+        """A full close the terminal answered plainly: done, nothing ambiguous, every fill naming its deal.
+
+        Then the only deals that count are the ones the answers named (``_our_deals`` keeps just
+        those too), so they can be looked up in a deal-history read shared with other closes.
+        """
+        return (not self.ambiguous_seen and not self.unresolved and self.closed >= self.target - EPS
+                and bool(self.deals) and len(self.deals) == len(self.prices))
+
+    def _pending_result(self) -> CloseResult:
+        vol = sum(v for v, _ in self.prices)
+        price = sum(v * p for v, p in self.prices) / vol if vol > EPS else 0.0
+        return self._result(CloseStatus.CLOSED, self.closed, price=price, deals=self.deals, pending=True)
+
+    def settle(self, window: Mapping[int, Any]) -> CloseResult:
+        """The final result of a job ``_finish`` left pending: its deals from ``window`` if all are
+        there (deal ticket -> deal, one read for many closes), else read for this position alone,
+        polled as ``_our_deals`` does (the terminal may lag its own replies)."""
+        found = [window.get(t) for t in self.deals]
+        if all(d is not None and int(d.position_id) == self.identifier for d in found):
+            return self._settled(found)
+        return self._settled(self._our_deals())
+
+    def _settled(self, deals: list[Any]) -> CloseResult:
         deal_volume = _f(sum(float(d.volume) for d in deals))
         closed = max(self.closed, deal_volume)
         if deals:
@@ -479,7 +534,7 @@ class CloseJob:
                             deals=tuple(int(d.ticket) for d in deals) or tuple(self.deals))
 
     def _result(self, status: CloseStatus, closed: float, *, price: float = 0.0, profit: float = 0.0,
-                deals: Iterable[int] = ()) -> CloseResult:
+                deals: Iterable[int] = (), pending: bool = False) -> CloseResult:
         message = "; ".join([m for m in [self.message, *self.notes] if m])
         if status is CloseStatus.CLOSED and self.retcode == rc.DONE:
             message = "; ".join(self.notes) or self.message or rc.describe(rc.DONE)
@@ -495,4 +550,5 @@ class CloseJob:
             deals=tuple(deals),
             attempts=self.sends,
             symbol=getattr(self, "symbol", ""),
+            deals_pending=pending,
         )

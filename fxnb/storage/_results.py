@@ -104,6 +104,8 @@ class ResultsMixin(StoreBase):
 
     def _record_closes(self, op_id: int, records: list[CloseRecord], *, ids: bool = True) -> list[int]:
         for r in records:
+            if r.result.deals_pending:  # its profit is not known yet: Broker.settle_deals first
+                raise ValueError(f"close result of ticket {r.result.ticket} still has its deals pending")
             if r.close_reason is not None and r.close_reason not in schema.CLOSE_REASONS:
                 raise ValueError(f"reason must be one of {schema.CLOSE_REASONS}, not {r.close_reason!r}")
         if not records:

@@ -1,7 +1,9 @@
 """The close job's terminal calls and the adapter's bulk position conversion (the monitor's hot paths).
 
-A clean full close of a position that never changed reads the position, a fresh tick, sends,
-and reads the deal history once (for the realised profit of the deal the answer named). The
+A clean full close of a position that never changed reads the position, sends (on a market
+execution symbol at the position's ``price_current``; instant execution and every resend read a
+fresh tick first), and reads the deal history once (for the realised profit of the deal the
+answer named), or leaves that read to ``settle_deals``, one read for a batch of closes. The
 deal history is read before the send too when older exit deals may exist: a position that was
 changed (partly closed, SL/TP moved), a netting account, or an account whose margin mode the
 adapter has not read yet. When that pre-send read was skipped and an answer is ambiguous, the
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,15 +141,34 @@ def test_clean_close_of_an_unchanged_position_reads_the_history_once(sim: SimTer
     broker.symbol("EURUSD")  # the symbol's volume rules are read once per connection
     rec.calls.clear()
     result = broker.close(p.ticket)
-    assert rec.calls == ["positions_get", "symbol_info_tick", "order_send", "history_deals_get"]
+    # EURUSD is market execution: the request's price (ignored there) is the re-read position's
+    assert rec.calls == ["positions_get", "order_send", "history_deals_get"]
     assert result.status is CloseStatus.CLOSED and result.closed_volume == 1.0 and result.attempts == 1
     (deal,) = [d for d in sim.history_deals_get(position=p.ticket) if d.entry == C.DEAL_ENTRY_OUT]
     assert result.deals == (deal.ticket,)
     assert result.profit == pytest.approx(deal.profit + deal.swap + deal.commission + deal.fee)
-    assert rec.requests[0]["price"] == sim.symbol_info_tick("EURUSD").bid  # the fresh tick's price
+    assert rec.requests[0]["price"] == p.price_current == sim.symbol_info_tick("EURUSD").bid
 
 
-def test_each_send_still_rereads_the_position_and_the_tick(sim: SimTerminal) -> None:
+def test_instant_execution_reads_a_fresh_tick_before_the_first_send(tmp_path: Path) -> None:
+    # USDJPY is instant execution in the simulator: the server fills only near the request's price
+    t = _terminal(tmp_path, positions=[{"symbol": "USDJPY", "type": "sell", "volume": 0.5, "price_open": 150.0}])
+    try:
+        rec = Recorder(t)
+        broker, _ = _broker(rec)
+        broker.account()
+        (p,) = broker.positions()
+        broker.symbol("USDJPY")
+        rec.calls.clear()
+        result = broker.close(p.ticket)
+        assert rec.calls == ["positions_get", "symbol_info_tick", "order_send", "history_deals_get"]
+        assert result.status is CloseStatus.CLOSED
+        assert rec.requests[0]["price"] == t.symbol_info_tick("USDJPY").ask
+    finally:
+        t.close()
+
+
+def test_each_send_rereads_the_position_and_each_resend_a_fresh_tick(sim: SimTerminal) -> None:
     class Requote(Recorder):
         """The first send is requoted (10004, nothing executed); later ones reach the terminal."""
 
@@ -172,10 +194,11 @@ def test_each_send_still_rereads_the_position_and_the_tick(sim: SimTerminal) -> 
     result = broker.close(p.ticket, volume=0.3)
     assert result.status is CloseStatus.CLOSED and result.attempts == 2, result
     assert ft.sleeps == [0.1]
-    sends = [i for i, c in enumerate(rec.calls) if c == "order_send"]
-    assert len(sends) == 2
-    for i in sends:  # right before every send, the requoted one too: the position, then a fresh tick
-        assert rec.calls[i - 2:i] == ["positions_get", "symbol_info_tick"], rec.calls
+    first, second = [i for i, c in enumerate(rec.calls) if c == "order_send"]
+    assert rec.calls[:first] == ["positions_get"], rec.calls  # market execution: the position's price
+    # after the requote: the position again, then a fresh tick (mt5_api.md §4.5)
+    assert rec.calls[second - 2:second] == ["positions_get", "symbol_info_tick"], rec.calls
+    assert rec.requests[-1]["price"] == sim.symbol_info_tick("EURUSD").bid  # the resend (the requote is not recorded)
 
 
 @pytest.mark.parametrize("how", ["partly_closed", "sltp_moved", "margin_mode_unknown", "netting"])
@@ -195,8 +218,7 @@ def test_the_history_is_read_before_the_send_when_older_exits_may_exist(tmp_path
         broker.symbol("EURUSD")
         rec.calls.clear()
         result = broker.close(p.ticket)
-        assert rec.calls == ["positions_get", "history_deals_get", "symbol_info_tick", "order_send",
-                             "history_deals_get"], rec.calls
+        assert rec.calls == ["positions_get", "history_deals_get", "order_send", "history_deals_get"], rec.calls
         assert result.status is CloseStatus.CLOSED and result.closed_volume == (0.8 if how == "partly_closed" else 1.0)
     finally:
         t.close()
@@ -274,6 +296,103 @@ def test_no_blind_resend_when_the_history_cannot_tell(tmp_path: Path) -> None:
         assert sum(ft.sleeps) <= 2.0  # a bounded wait for a lagging terminal, nothing more
     finally:
         t.close()
+
+
+# ------------------------------------------------------------------------ deals read for a batch (settle_deals)
+_BOOK = [{"symbol": "EURUSD", "type": "buy", "volume": 1.0, "price_open": 1.08},
+         {"symbol": "GBPUSD", "type": "sell", "volume": 0.5, "price_open": 1.30},
+         {"symbol": "EURUSD", "type": "sell", "volume": 0.2, "price_open": 1.09}]
+
+
+def _exit_deal(t: SimTerminal, position: int) -> Any:
+    (deal,) = [d for d in t.history_deals_get(position=position) if d.entry == C.DEAL_ENTRY_OUT]
+    return deal
+
+
+def _assert_settled_from_deals(t: SimTerminal, results: list[Any]) -> None:
+    for r in results:
+        deal = _exit_deal(t, r.ticket)
+        assert not r.deals_pending and r.status is CloseStatus.CLOSED, r
+        assert r.deals == (deal.ticket,) and r.price == deal.price
+        assert r.profit == pytest.approx(deal.profit + deal.swap + deal.commission + deal.fee)
+
+
+class DropFromWindow(Recorder):
+    """The date-range deal read leaves out the deals of ``hidden`` positions (a terminal still catching up)."""
+
+    def __init__(self, inner: Any, hidden: set[int]) -> None:
+        super().__init__(inner)
+        self.hidden = hidden
+
+    def __getattr__(self, name: str) -> Any:
+        attr = super().__getattr__(name)
+        if name != "history_deals_get":
+            return attr
+
+        def read(*args: Any, **kwargs: Any) -> Any:
+            deals = attr(*args, **kwargs)
+            return deals if kwargs else tuple(d for d in deals if d.position_id not in self.hidden)
+
+        return read
+
+
+@pytest.mark.parametrize("known_offset", [True, False])
+def test_a_batch_of_clean_closes_reads_its_deals_once(tmp_path: Path, known_offset: bool) -> None:
+    t = _terminal(tmp_path, positions=_BOOK)
+    try:
+        rec = Recorder(t)
+        broker, _ = _broker(rec)
+        broker.account()
+        tickets = [p.ticket for p in broker.positions()]
+        offset = broker.server_offset_s("EURUSD", time.time()) if known_offset else None
+        assert offset in (7_200, None)  # the simulator's server runs at UTC+2
+        for symbol in ("EURUSD", "GBPUSD"):
+            broker.symbol(symbol)  # volume rules: read once per connection
+        since = time.time()
+        rec.calls.clear()
+        pending = [broker.close(ticket, deals_later=True) for ticket in tickets]
+        assert rec.calls == ["positions_get", "order_send"] * 3  # no deal read yet
+        assert all(r.deals_pending and r.status is CloseStatus.CLOSED and r.profit == 0.0 for r in pending)
+        rec.calls.clear()
+        settled = broker.settle_deals(pending, server_offset_s=offset, since=since, now=time.time())
+        # one read of the window for the batch; without the offset the window cannot be placed: one per position
+        assert rec.calls == (["history_deals_get"] if known_offset else ["history_deals_get"] * 3)
+        assert [r.ticket for r in settled] == tickets
+        _assert_settled_from_deals(t, settled)
+    finally:
+        t.close()
+
+
+def test_a_deal_missing_from_the_window_is_read_for_its_position(tmp_path: Path) -> None:
+    t = _terminal(tmp_path, positions=_BOOK)
+    try:
+        probe = Recorder(t)
+        broker, _ = _broker(probe)
+        broker.account()
+        tickets = [p.ticket for p in broker.positions()]
+        rec = DropFromWindow(t, hidden={tickets[1]})
+        broker, ft = _broker(rec)
+        broker.account()
+        since = time.time()
+        pending = [broker.close(ticket, deals_later=True) for ticket in tickets]
+        rec.calls.clear()
+        settled = broker.settle_deals(pending, server_offset_s=7_200, since=since, now=time.time())
+        assert rec.calls == ["history_deals_get", "history_deals_get"]  # the window, then the missing one alone
+        assert ft.sleeps == []
+        _assert_settled_from_deals(t, settled)
+    finally:
+        t.close()
+
+
+def test_an_ambiguous_close_settles_its_own_deals(sim: SimTerminal) -> None:
+    lost = LostReply(sim, execute=True)
+    broker, _ = _broker(lost)
+    broker.account()
+    (p,) = broker.positions()
+    result = broker.close(p.ticket, deals_later=True)
+    assert not result.deals_pending and result.status is CloseStatus.CLOSED  # read in the job, as before
+    _assert_settled_from_deals(sim, [result])
+    assert broker.settle_deals([result], server_offset_s=7_200, since=0.0, now=time.time()) == [result]
 
 
 # ------------------------------------------------------------------------ bulk struct -> Position
