@@ -207,7 +207,8 @@ class CloseJob:
 
     # -- each step -----------------------------------------------------------
     def _remaining(self) -> float:
-        return _f(self.target - self.closed)
+        # (target is already a clean volume: nothing closed yet needs no rounding)
+        return _f(self.target - self.closed) if self.closed else self.target
 
     def _reread(self) -> Any:
         try:
@@ -535,9 +536,10 @@ class CloseJob:
 
     def _result(self, status: CloseStatus, closed: float, *, price: float = 0.0, profit: float = 0.0,
                 deals: Iterable[int] = (), pending: bool = False) -> CloseResult:
-        message = "; ".join([m for m in [self.message, *self.notes] if m])
         if status is CloseStatus.CLOSED and self.retcode == rc.DONE:
             message = "; ".join(self.notes) or self.message or rc.describe(rc.DONE)
+        else:
+            message = "; ".join([m for m in [self.message, *self.notes] if m])
         return CloseResult(
             ticket=self.ticket,
             status=status,

@@ -93,8 +93,13 @@ def test_a_0003_database_migrates_with_every_value_kept(db_path: Path, clock: Fa
         assert store.db.execute("SELECT * FROM position_tracking ORDER BY ticket").fetchall() == before
         assert store.partial_closed_tickets() == {2}
         names = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert {"idx_position_book_status", "idx_position_book_closed_at", "idx_position_book_status_symbol",
+        assert {"idx_position_book_closed_at", "idx_position_book_status_symbol",
                 "idx_position_book_partial_closed"} <= names
+        # the single-column status index is not made again: (status, symbol, ticket) serves lookups by status
+        assert "idx_position_book_status" not in names
+        plan = " ".join(r[-1] for r in store.db.execute(
+            "EXPLAIN QUERY PLAN SELECT ticket FROM position_tracking WHERE status = 'open'"))
+        assert "USING COVERING INDEX idx_position_book_status_symbol (status=?)" in plan, plan
         assert not any("position_tracking" in n for n in names)
         # the migrated rows are the writer's: an open one moves, a closed one reopens
         result = store.sync_positions(make_snapshot([make_position(1, price_open=1.1, price_current=1.1013,
