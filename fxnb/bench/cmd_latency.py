@@ -19,7 +19,8 @@ process, whose handler commits one row to SQLite (WAL, synchronous=NORMAL, as
 the Store does); measured from the same pre-rename timestamp to after the commit.
 The ``diag`` rows run that watcher with a handler that then claims the file
 (renames it into ``processing/``) as the monitor does, watching non-recursively
-(as ``fxnb.monitor.watcher`` does) and recursively.
+(the trap: every later event waits 0.5 s) and recursively (as ``fxnb.monitor.watcher``
+does, for that reason).
 """
 
 from __future__ import annotations
@@ -242,8 +243,8 @@ def run(tmp: Path, *, quick: bool) -> list[Figure]:
             ))  # fmt: skip
     why = ("watchdog holds an IN_MOVED_FROM with no IN_MOVED_TO for 0.5 s (InotifyMoveEventGrouper.delay) and "
            "queues every later event behind it; the claim's rename into processing/ (not watched) is one")
-    for label, key, sample in (("as the monitor: recursive=False", "flat", stalled),
-                               ("with recursive=True", "recursive", paired)):
+    for label, key, sample in (("recursive=False (the trap)", "flat", stalled),
+                               ("recursive=True, as the monitor watches", "recursive", paired)):
         figures.append(Figure(
             id=f"command_latency.diag_claim_{key}.p50", group=GROUP, unit="ms", floor_what=FLOOR_WHAT,
             label=f"diag: watcher + claim, {label}, p50", value=percentile(sample, 50),
