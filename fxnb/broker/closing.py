@@ -325,7 +325,7 @@ class CloseJob:
             return preferred  # the mode that worked last for this symbol: filling_candidates puts it first
         order = filling_candidates(
             spec.filling_mode, fok=b._const("ORDER_FILLING_FOK"), ioc=b._const("ORDER_FILLING_IOC"),
-            ret=b._const("ORDER_FILLING_RETURN"), preferred=b._filling.get(self.symbol),
+            ret=b._const("ORDER_FILLING_RETURN"), preferred=preferred,
         )
         for mode in order:
             if mode not in self.tried_fillings:
@@ -343,15 +343,12 @@ class CloseJob:
         without a current price.
         """
         b = self.b
-        if self.sends or (
-            spec.trade_exemode != b._const("SYMBOL_TRADE_EXECUTION_MARKET")
-            and spec.trade_exemode != b._const("SYMBOL_TRADE_EXECUTION_EXCHANGE")
+        if not self.sends and spec.trade_exemode in (
+            b._const("SYMBOL_TRADE_EXECUTION_MARKET"), b._const("SYMBOL_TRADE_EXECUTION_EXCHANGE")
         ):
-            current = 0.0
-        else:
             current = float(pos.price_current)
-        if current > 0.0 and math.isfinite(current):
-            return current
+            if current > 0.0 and math.isfinite(current):
+                return current
         tick = b._tick(self.symbol)
         return float(tick.bid) if self.buy else float(tick.ask)
 
@@ -502,9 +499,12 @@ class CloseJob:
                 and bool(self.deals) and len(self.deals) == len(self.prices))
 
     def _pending_result(self) -> CloseResult:
+        return self._result(CloseStatus.CLOSED, self.closed, price=self._fill_price(), deals=self.deals, pending=True)
+
+    def _fill_price(self) -> float:
+        """The volume-weighted price of the fills the answers reported (when no deal says better)."""
         vol = sum(v for v, _ in self.prices)
-        price = sum(v * p for v, p in self.prices) / vol if vol > EPS else 0.0
-        return self._result(CloseStatus.CLOSED, self.closed, price=price, deals=self.deals, pending=True)
+        return sum(v * p for v, p in self.prices) / vol if vol > EPS else 0.0
 
     def settle(self, window: Mapping[int, Any]) -> CloseResult:
         """The final result of a job ``_finish`` left pending: its deals from ``window`` if all are
@@ -523,8 +523,7 @@ class CloseJob:
             price = sum(float(d.volume) * float(d.price) for d in deals) / max(deal_volume, EPS)
         else:
             profit = 0.0
-            vol = sum(v for v, _ in self.prices)
-            price = sum(v * p for v, p in self.prices) / vol if vol > EPS else 0.0
+            price = self._fill_price()
         if closed >= self.target - EPS:
             status = CloseStatus.CLOSED
         elif closed > EPS:

@@ -110,7 +110,7 @@ class Engine(Reporting, CommandIntake, Reconciler, Settlement, RuleRunner, Prote
                 if offset is not None:
                     self._server_offset_s, self._offset_known = offset, True
                 break
-        return self._server_offset_s if self._offset_known else None
+        return self.known_server_offset()
 
     def known_server_offset(self) -> int | None:
         """The server offset once a live quote told it (see :meth:`server_offset`), else None."""
