@@ -8,7 +8,8 @@ reads and writes nothing, and a poll that only moved quotes writes only ``positi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +114,17 @@ CLOSE_BOOK = """
 UPDATE position_book SET status = 'closed', closed_at = ?1, close_reason = ?2, realised_profit = ?3
 WHERE ticket = ?4 AND status = 'open'
 """
+
+
+def close_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
+    """Mark open positions closed: ``rows`` of (closed_at, reason, realised profit, ticket); how many were.
+
+    The marks are written first, while the book still says 'open' (see ``CLOSE_MARKS``).
+    """
+    conn.executemany(CLOSE_MARKS, rows)
+    return conn.executemany(CLOSE_BOOK, rows).rowcount
+
+
 # ?1 = when, ?2 = ticket. The first time is kept; last_update is not moved (it never was).
 MARK_PARTIAL = """
 UPDATE position_book SET partial_closed_at = COALESCE(partial_closed_at, ?1) WHERE ticket = ?2 AND status = 'open'
@@ -250,12 +262,10 @@ class PositionsMixin(StoreBase):
             raise ValueError(f"reason must be one of {schema.CLOSE_REASONS}, not {reason!r}")
         at = self._iso(closed_at)
         with self.db.atomic() as db:
-            params = [at, reason, realised_profit, ticket]
-            db.execute(CLOSE_MARKS, params)
-            cur = db.execute(CLOSE_BOOK, params)
+            closed = close_rows(db.conn, [(at, reason, realised_profit, ticket)])
         if self._open_cache is not None:
             self._open_cache.pop(ticket, None)
-        return cur.rowcount == 1
+        return closed == 1
 
     @_writes
     def mark_partial_closed(self, ticket: int, at: Timestamp | None = None) -> bool:

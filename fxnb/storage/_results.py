@@ -17,7 +17,7 @@ from fxnb.storage import schema
 from fxnb.storage._base import StoreBase, _writes
 from fxnb.storage._codec import Timestamp, decode_row, dumps
 from fxnb.storage._operations import _OP_TOTALS
-from fxnb.storage._positions import CLOSE_BOOK, CLOSE_MARKS, MARK_PARTIAL
+from fxnb.storage._positions import MARK_PARTIAL, close_rows
 
 _UPSERT_RESULT = """
 INSERT INTO close_results (operation_id, ticket, symbol, requested_volume, closed_volume,
@@ -123,8 +123,7 @@ class ResultsMixin(StoreBase):
             closes = [(when, r.close_reason, r.result.profit, r.result.ticket)
                       for r, when in zip(records, at, strict=True) if r.close_reason is not None]
             if closes:
-                db.conn.executemany(CLOSE_MARKS, closes)
-                db.conn.executemany(CLOSE_BOOK, closes)
+                close_rows(db.conn, closes)
             partials = [(when, r.result.ticket) for r, when in zip(records, at, strict=True) if r.partial]
             if partials:
                 db.conn.executemany(MARK_PARTIAL, partials)
@@ -186,8 +185,7 @@ class ResultsMixin(StoreBase):
                 {"status": operation_status, "id": op_id},
             )
             if close_reason is not None:
-                db.execute(CLOSE_MARKS, [when, close_reason, profit, ticket])
-                db.execute(CLOSE_BOOK, [when, close_reason, profit, ticket])
+                close_rows(db.conn, [(when, close_reason, profit, ticket)])
         if close_reason is not None and self._open_cache is not None:
             self._open_cache.pop(int(ticket), None)
         return True
