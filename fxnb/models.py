@@ -6,8 +6,12 @@ monitor only ever see these. Frozen, so a snapshot cannot change under a rule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from functools import cached_property
+from operator import attrgetter
+from typing import Any
 
 
 class Side(StrEnum):
@@ -94,13 +98,119 @@ class TerminalStatus:
     company: str = ""
 
 
+# Position's fields, in order: a Book has one column per field, a row of a Book is a Position.
+POSITION_FIELDS = tuple(f.name for f in fields(Position))
+_position_values = attrgetter(*POSITION_FIELDS)
+# Building a Position from a row gives the new instance its __dict__ in one go, skipping the frozen
+# dataclass's __init__ (one object.__setattr__ per field); the result compares and hashes equal to a
+# constructed one. That relies on Position being a plain dataclass with these fields in this order:
+# if it ever changes shape, the constructor is used.
+_PLAIN_POSITION = (
+    POSITION_FIELDS == ("ticket", "symbol", "side", "volume", "price_open", "price_current", "profit", "swap",
+                        "sl", "tp", "magic", "identifier", "comment", "time", "time_update")
+    and not hasattr(Position, "__slots__")
+    and not hasattr(Position, "__post_init__")
+)  # fmt: skip
+_new = object.__new__
+_set_attr = object.__setattr__
+
+
+def _positions(rows: Iterable[tuple[Any, ...]]) -> tuple[Position, ...]:
+    if not _PLAIN_POSITION:  # pragma: no cover - only if Position stops being a plain dataclass
+        return tuple(Position(*row) for row in rows)
+    out: list[Position] = []
+    append = out.append
+    for (ticket, symbol, side, volume, price_open, price_current, profit, swap, sl, tp, magic, identifier,
+         comment, time, time_update) in rows:
+        p = _new(Position)
+        _set_attr(p, "__dict__", {
+            "ticket": ticket, "symbol": symbol, "side": side, "volume": volume, "price_open": price_open,
+            "price_current": price_current, "profit": profit, "swap": swap, "sl": sl, "tp": tp, "magic": magic,
+            "identifier": identifier, "comment": comment, "time": time, "time_update": time_update,
+        })  # fmt: skip
+        append(p)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Book:
+    """Open positions column by column: ``ticket[i]``, ``symbol[i]`` ... ``time_update[i]`` are position i.
+
+    Why columns: a poll reads the whole book every few seconds, and at 10,000 positions building
+    one Python object per position cost more than writing the database. Columns are built and read
+    with C-level loops (``zip``, ``map``); :class:`Position` objects are built on demand
+    (:attr:`positions`, :meth:`position`), for what a rule or a command acts on.
+    """
+
+    ticket: tuple[int, ...] = ()
+    symbol: tuple[str, ...] = ()
+    side: tuple[Side, ...] = ()
+    volume: tuple[float, ...] = ()
+    price_open: tuple[float, ...] = ()
+    price_current: tuple[float, ...] = ()
+    profit: tuple[float, ...] = ()
+    swap: tuple[float, ...] = ()
+    sl: tuple[float, ...] = ()
+    tp: tuple[float, ...] = ()
+    magic: tuple[int, ...] = ()
+    identifier: tuple[int, ...] = ()
+    comment: tuple[str, ...] = ()
+    time: tuple[int, ...] = ()
+    time_update: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len({len(getattr(self, name)) for name in POSITION_FIELDS}) > 1:
+            raise ValueError("Book columns must all have the same length")
+
+    @classmethod
+    def of(cls, positions: Iterable[Position]) -> Book:
+        """The book of these positions, in this order (and they are its :attr:`positions`)."""
+        ps = tuple(positions)
+        book = cls(*zip(*map(_position_values, ps), strict=True)) if ps else cls()
+        book.__dict__["positions"] = ps  # cached_property's slot: no need to build them again
+        return book
+
+    def __len__(self) -> int:
+        return len(self.ticket)
+
+    @cached_property
+    def positions(self) -> tuple[Position, ...]:
+        """Every row as a :class:`Position`, in order (built once, on first use)."""
+        return _positions(self.rows())
+
+    def position(self, i: int) -> Position:
+        """Row ``i`` as a :class:`Position`."""
+        return _positions([tuple(getattr(self, name)[i] for name in POSITION_FIELDS)])[0]
+
+    def unique(self) -> Book:
+        """This book with each ticket once, at its last copy (a real terminal never sends one twice)."""
+        if len(set(self.ticket)) == len(self.ticket):
+            return self
+        keep = sorted({t: i for i, t in enumerate(self.ticket)}.values())
+        return Book(*(tuple(map(getattr(self, name).__getitem__, keep)) for name in POSITION_FIELDS))
+
+    def rows(self) -> Iterable[tuple[Any, ...]]:
+        """Each position's values in ``POSITION_FIELDS`` order."""
+        return zip(*(getattr(self, name) for name in POSITION_FIELDS), strict=True)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One successful read of the book: account plus every open position, at ``taken_at`` (UTC epoch)."""
 
     account: Account
-    positions: tuple[Position, ...]
+    book: Book
     taken_at: float
+
+    @classmethod
+    def of(cls, account: Account, positions: Iterable[Position], taken_at: float) -> Snapshot:
+        """A snapshot of these positions (tests, benchmarks; the adapter builds the book from columns)."""
+        return cls(account, Book.of(positions), taken_at)
+
+    @property
+    def positions(self) -> tuple[Position, ...]:
+        """The book as :class:`Position` objects (built on first use; see :class:`Book`)."""
+        return self.book.positions
 
 
 class CloseStatus(StrEnum):

@@ -38,10 +38,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
+from itertools import compress, repeat
+from operator import add, le
 from typing import Any
 
 from fxnb.errors import ConfigError
-from fxnb.models import Account, CloseDecision, Position, Side, SymbolSpec
+from fxnb.models import Account, Book, CloseDecision, Position, Side, SymbolSpec
 from fxnb.volume import percent_of
 
 PROFIT_BASES = ("balance", "equity", "price_move")
@@ -105,14 +107,18 @@ def _denominator(account: Account, basis: str) -> float:
     raise ValueError(f"unknown profit basis {basis!r}")
 
 
+def _price_move(side: Side, po: float, pc: float) -> float:
+    """The move in the position's favour, in percent of its open price. 0.0 if undefined."""
+    if not (math.isfinite(po) and math.isfinite(pc)) or po <= 0 or pc <= 0:
+        return 0.0
+    move = pc - po if side == Side.BUY else po - pc
+    return move / po * 100.0
+
+
 def profit_percent(position: Position, account: Account, basis: str = "balance") -> float:
     """The position's profit in percent, per ``basis`` (see the module docstring). 0.0 if undefined."""
     if basis == "price_move":
-        po, pc = position.price_open, position.price_current
-        if not (math.isfinite(po) and math.isfinite(pc)) or po <= 0 or pc <= 0:
-            return 0.0
-        move = pc - po if position.side == Side.BUY else po - pc
-        return move / po * 100.0
+        return _price_move(position.side, position.price_open, position.price_current)
     denominator = _denominator(account, basis)
     money = position.profit + position.swap
     if not (math.isfinite(denominator) and math.isfinite(money)) or denominator <= 0:
@@ -120,23 +126,22 @@ def profit_percent(position: Position, account: Account, basis: str = "balance")
     return money / denominator * 100.0
 
 
-def profit_percents(positions: Iterable[Position], account: Account, basis: str = "balance") -> dict[int, float]:
+def profit_percents(positions: Book | Iterable[Position], account: Account, basis: str = "balance") -> dict[int, float]:
     """``{ticket: profit_percent(position, account, basis)}`` for a whole book, the same values.
 
     The monitor needs this every poll for every position (stored with the position, and the
-    rules' input), so the balance/equity bases are computed in one comprehension instead of a
-    call per position. A ticket that appears twice keeps its last position's value.
+    rules' input), so it is computed over the book's columns instead of a call per position.
+    A ticket that appears twice keeps its last position's value.
     """
+    book = positions if isinstance(positions, Book) else Book.of(positions)
     if basis == "price_move":
-        return {p.ticket: profit_percent(p, account, basis) for p in positions}
+        return dict(zip(book.ticket, map(_price_move, book.side, book.price_open, book.price_current), strict=True))
     denominator = _denominator(account, basis)
     if not math.isfinite(denominator) or denominator <= 0:
-        return {p.ticket: 0.0 for p in positions}
+        return dict.fromkeys(book.ticket, 0.0)
     isfinite = math.isfinite
-    return {
-        p.ticket: (money / denominator * 100.0 if isfinite(money := p.profit + p.swap) else 0.0)
-        for p in positions
-    }
+    pcts = [money / denominator * 100.0 if isfinite(money) else 0.0 for money in map(add, book.profit, book.swap)]
+    return dict(zip(book.ticket, pcts, strict=True))
 
 
 def unreachable_rules(settings: RuleSettings) -> list[str]:
@@ -170,7 +175,7 @@ def _lots(v: float) -> str:
 
 
 def evaluate(
-    positions: Iterable[Position],
+    positions: Book | Iterable[Position],
     account: Account,
     settings: RuleSettings,
     *,
@@ -199,23 +204,23 @@ def evaluate(
     basis = settings.profit_basis
     if not _account_usable(account, basis):
         return []
-    positions = positions if isinstance(positions, list | tuple) else list(positions)
-    pcts = profit_percents(positions, account, basis) if profit_percent is None else profit_percent
+    book = positions if isinstance(positions, Book) else Book.of(positions)
+    pcts = profit_percents(book, account, basis) if profit_percent is None else profit_percent
     partial_live = (settings.partial_close_enabled
                     and settings.partial_close_threshold < settings.min_profit_percent)
     lowest = settings.partial_close_threshold if partial_live else settings.min_profit_percent
-    # Only positions at or above the lowest threshold can fire (NaN never does); the reason text,
-    # the duplicate check and the sort are spent on those alone, not on the whole book.
-    candidates: list[tuple[int, Position, float]] = []
-    for pos in positions:
-        pct = pcts.get(pos.ticket)
-        if pct is None:
-            pct = _percent(pos, account, basis)
-        if pct >= lowest:
-            candidates.append((pos.ticket, pos, pct))
+    # Only positions at or above the lowest threshold can fire (NaN never does): they are found over
+    # the book's columns, and Position objects, the reason text, the duplicate check and the sort
+    # are spent on those alone, not on the whole book.
+    pct_col = list(map(pcts.get, book.ticket))
+    if None in pct_col:  # tickets the caller's map lacks are computed here
+        pct_col = [_percent(book.position(i), account, basis) if pct is None else pct
+                   for i, pct in enumerate(pct_col)]
+    candidates = [(book.ticket[i], book.position(i), pct_col[i])
+                  for i in compress(range(len(book)), map(le, repeat(lowest), pct_col))]
     if not candidates:
         return []
-    counts = Counter(p.ticket for p in positions)
+    counts = Counter(book.ticket)
     decisions: list[CloseDecision] = []
     for ticket, pos, pct in sorted(candidates, key=lambda c: c[0]):
         spec = specs.get(pos.symbol)

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fxnb import rules
-from fxnb.models import Account, CloseDecision, Position, Side, SymbolSpec
+from fxnb.models import POSITION_FIELDS, Account, Book, CloseDecision, Position, Side, SymbolSpec
 from fxnb.rules import RuleSettings, evaluate, profit_percent, profit_percents
 from fxnb.volume import percent_of
 
@@ -87,6 +87,11 @@ accounts_st = st.builds(lambda b, e: replace(ACCOUNT, balance=b, equity=e),
                         st.sampled_from([6500.0, 50.0, 0.0, float("inf")]))
 
 
+def columns(positions: list[Position]) -> Book:
+    """The book built from columns, as the adapter builds it (no Position objects cached)."""
+    return Book(*(tuple(getattr(p, name) for p in positions) for name in POSITION_FIELDS))
+
+
 @settings(max_examples=400, deadline=None)
 @given(positions_st, accounts_st, settings_st, st.sets(st.integers(1, 40)))
 def test_batch_evaluate_decides_exactly_as_the_per_position_algorithm(
@@ -96,6 +101,7 @@ def test_batch_evaluate_decides_exactly_as_the_per_position_algorithm(
     kw = {"specs": SPECS, "partial_done": partial_done, "now": NOW}
     assert evaluate(positions, account, s, **kw) == want
     assert evaluate(iter(positions), account, s, **kw) == want  # any iterable
+    assert evaluate(columns(positions), account, s, **kw) == want  # the monitor's Book
     pct = profit_percents(positions, account, s.profit_basis)
     assert evaluate(tuple(positions), account, s, profit_percent=pct, **kw) == want
     some = dict(list(pct.items())[::2])  # a partial mapping: the missing tickets are computed
@@ -106,11 +112,11 @@ def test_batch_evaluate_decides_exactly_as_the_per_position_algorithm(
 @given(positions_st, accounts_st, st.sampled_from(["balance", "equity", "price_move"]))
 def test_profit_percents_are_profit_percent_per_position(positions: list[Position], account: Account,
                                                          basis: str) -> None:
-    got = profit_percents(positions, account, basis)
     want = {p.ticket: profit_percent(p, account, basis) for p in positions}
-    assert got.keys() == want.keys()
-    for t in want:
-        assert got[t] == want[t] or (math.isnan(got[t]) and math.isnan(want[t]))
+    for got in (profit_percents(positions, account, basis), profit_percents(columns(positions), account, basis)):
+        assert got.keys() == want.keys()
+        for t in want:
+            assert got[t] == want[t] or (math.isnan(got[t]) and math.isnan(want[t]))
 
 
 def test_profit_percents_refuses_an_unknown_basis() -> None:

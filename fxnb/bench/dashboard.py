@@ -50,7 +50,7 @@ FROM g
 def _populate(path: Path, operations: int) -> None:
     """Positions, operations with results, events and a heartbeat through the Store (the writer's own SQL)."""
     with Store.open(path) as store:
-        store.sync_positions(Snapshot(ACCOUNT, _book(1_000, 0), T0), server_offset_s=7200)
+        store.sync_positions(Snapshot.of(ACCOUNT, _book(1_000, 0), T0), server_offset_s=7200)
         for i in range(operations):
             cid = f"bench-op-{i:05d}"
             op = store.create_operation(cid, "single", source="operator", requested_by="bench",

@@ -165,7 +165,7 @@ def measure(tmp: Path, n: int, mode: str, cycles: int, *, profile: bool = False)
         for _ in range(2):  # warm-up: first sight of the book, the hourly prune
             clock.offset += 1.0
             assert engine.poll(), engine.health.last_error
-        _timed(engine.broker, "snapshot", snaps, keep=lambda r: len(r.positions))
+        _timed(engine.broker, "snapshot", snaps, keep=lambda r: len(r.book))
         _timed(engine.store, "sync_positions", syncs, keep=lambda r: len(r.changed))
         _timed(oe.terminal, "positions_get", sim, keep=lambda r: None)
         _timed(oe.terminal, "account_info", sim, keep=lambda r: None)

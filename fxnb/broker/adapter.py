@@ -12,7 +12,8 @@ Rules this module keeps (``mt5_api.md`` §1, §4, §5; the seed system's §5C):
   global error slot.
 * A read that returns ``None`` is an error, never an empty book. Only
   ``None`` with ``last_error() == (1, ...)`` means "nothing there".
-* Structs are read by attribute only (the real ones have no ``_fields``).
+* Structs are read by attribute (the real ones have no ``_fields``), or by iteration
+  once ``_asdict()`` has shown the official field order.
 * Closing re-reads the position and the tick before every send, retries only
   what ``retcodes.classify`` calls RETRY, and after an ambiguous answer re-reads
   the position and sends only what is still open: it never closes more than
@@ -28,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any
 
@@ -39,7 +40,9 @@ from fxnb.credentials import Credentials
 from fxnb.errors import BrokerError, BrokerUnavailable
 from fxnb.gcpause import gc_paused
 from fxnb.models import (
+    POSITION_FIELDS,
     Account,
+    Book,
     CloseResult,
     Position,
     Side,
@@ -64,67 +67,83 @@ log = logging.getLogger(__name__)
 # within two minutes (server_offset_s), and deal times are whole seconds.
 _WINDOW_MARGIN_S = 300
 
-# -- TradePosition -> Position, in bulk ------------------------------------------------------------
+# -- TradePosition -> Book, in bulk ----------------------------------------------------------------
 # A poll converts the whole book (10,000 positions in the benchmark), so this is the adapter's hot
-# loop. The values are exactly those of ``Position(ticket=int(p.ticket), ..., volume=_f(p.volume))``
-# (every field cast, volumes rounded to 8 places), but: the 15 attributes are read in C
-# (attrgetter), the frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) is
-# skipped by giving the new instance its ``__dict__`` in one go, and the volume rounding and the side
-# are looked up per distinct raw value (a book has a handful of volumes and two types) instead of
-# computed per position. The results compare (and hash) equal to constructed ones.
-_POSITION_ATTRS = attrgetter(
-    "ticket", "symbol", "type", "volume", "price_open", "price_current", "profit", "swap", "sl", "tp",
-    "magic", "identifier", "comment", "time", "time_update",
+# loop, and it runs column by column in C: the structs are transposed with zip, each column is cast
+# with map (the values are exactly those of ``int(p.ticket)``, ``float(p.price_open)``, ...), the
+# volume rounding and the side are computed per distinct raw value (a book has a handful of
+# volumes and two types), and no Position object is built (see ``models.Book``).
+# The official field order of TradePosition (mt5_api.md §2). When a read's structs are tuples in
+# that order (struct-sequences and namedtuples, checked with ``_asdict()``), they are transposed by
+# iteration; anything else is read by attribute.
+_TRADE_POSITION = (
+    "ticket", "time", "time_msc", "time_update", "time_update_msc", "type", "magic", "identifier", "reason",
+    "volume", "price_open", "sl", "tp", "price_current", "swap", "profit", "symbol", "comment", "external_id",
 )  # fmt: skip
-_POSITION_FIELDS = (
-    "ticket", "symbol", "side", "volume", "price_open", "price_current", "profit", "swap", "sl", "tp",
-    "magic", "identifier", "comment", "time", "time_update",
-)  # fmt: skip
-# The shortcut relies on Position being a plain dataclass (instance __dict__, no __post_init__, these
-# fields in this order); if models.Position ever changes shape, the normal constructor is used.
-_FAST_POSITIONS = (
-    tuple(f.name for f in fields(Position)) == _POSITION_FIELDS
-    and not hasattr(Position, "__slots__")
-    and not hasattr(Position, "__post_init__")
-)
-_new = object.__new__
-_set_attr = object.__setattr__
+# The struct attribute behind each Book column (POSITION_FIELDS; the side comes from "type").
+_BOOK_SOURCES = tuple("type" if name == "side" else name for name in POSITION_FIELDS)
+_BOOK_INDEXES = tuple(_TRADE_POSITION.index(name) for name in _BOOK_SOURCES)
+_BOOK_ATTRS = attrgetter(*_BOOK_SOURCES)
+# How each Book column is cast from its struct attribute; the side is computed from "type" (_side).
+_CASTS: dict[str, Callable[[Any], Any]] = {
+    "ticket": int, "symbol": str, "volume": _f, "price_open": float, "price_current": float, "profit": float,
+    "swap": float, "sl": float, "tp": float, "magic": int, "identifier": int, "comment": str, "time": int,
+    "time_update": int,
+}  # fmt: skip
+
+
+def _side(type_: Any, buy_type: int) -> Side:
+    return Side.BUY if int(type_) == buy_type else Side.SELL
+
+
+def _official_tuples(raw: tuple[Any, ...]) -> bool:
+    """Whether every struct of ``raw`` is a tuple of one type whose items are TradePosition's fields in order."""
+    first = raw[0]
+    if not isinstance(first, tuple) or len(first) != len(_TRADE_POSITION) or len(set(map(type, raw))) != 1:
+        return False
+    asdict = getattr(first, "_asdict", None)
+    return asdict is not None and tuple(asdict()) == _TRADE_POSITION
+
+
+def _volumes(raw: tuple[Any, ...]) -> tuple[float, ...]:
+    table = {v: _f(v) for v in set(raw)}
+    if all(v > 0.0 for v in table):  # no NaN, and no 0.0/-0.0 (equal keys that round to different signs)
+        return tuple(map(table.__getitem__, raw))
+    return tuple(map(_f, raw))
+
+
+def book_from_structs(raw: Iterable[Any], buy_type: int) -> Book:
+    """``TradePosition`` structs (anything with those attributes) as a :class:`Book`, in order."""
+    raw = tuple(raw)
+    if not raw:
+        return Book()
+    if _official_tuples(raw):
+        every = tuple(zip(*raw, strict=True))
+        columns = [every[i] for i in _BOOK_INDEXES]
+    else:
+        columns = list(zip(*map(_BOOK_ATTRS, raw), strict=True))
+    cast: list[tuple[Any, ...]] = []
+    for name, col in zip(POSITION_FIELDS, columns, strict=True):
+        if name == "side":
+            sides = {t: _side(t, buy_type) for t in set(col)}
+            cast.append(tuple(map(sides.__getitem__, col)))
+        elif name == "volume":
+            cast.append(_volumes(col))
+        else:
+            cast.append(tuple(map(_CASTS[name], col)))
+    return Book(*cast)
+
+
+def position_from_struct(p: Any, buy_type: int) -> Position:
+    """One ``TradePosition`` as a ``Position`` (a close's re-read): the casts of :func:`book_from_structs`."""
+    values = _BOOK_ATTRS(p)
+    return Position(*(_side(v, buy_type) if name == "side" else _CASTS[name](v)
+                      for name, v in zip(POSITION_FIELDS, values, strict=True)))
 
 
 def positions_from_structs(raw: Iterable[Any], buy_type: int) -> tuple[Position, ...]:
     """``TradePosition`` structs (anything with those attributes) as ``Position`` values, in order."""
-    buy, sell = Side.BUY, Side.SELL
-    out: list[Position] = []
-    append = out.append
-    # raw value -> its converted value. Only positive volumes are kept (0.0 and -0.0 are equal keys
-    # that round to different signs; NaN is not positive), so every lookup gives what _f would.
-    volumes: dict[Any, float] = {}
-    sides: dict[Any, Side] = {}
-    volume_of, side_of = volumes.get, sides.get
-    for (ticket, symbol, type_, volume, price_open, price_current, profit, swap, sl, tp, magic, identifier,
-         comment, time_, time_update) in map(_POSITION_ATTRS, raw):
-        vol = volume_of(volume)
-        if vol is None:
-            vol = _f(volume)
-            if vol > 0.0:
-                volumes[volume] = vol
-        side = side_of(type_)
-        if side is None:
-            side = sides[type_] = buy if int(type_) == buy_type else sell
-        values = {
-            "ticket": int(ticket), "symbol": str(symbol), "side": side,
-            "volume": vol, "price_open": float(price_open), "price_current": float(price_current),
-            "profit": float(profit), "swap": float(swap), "sl": float(sl), "tp": float(tp), "magic": int(magic),
-            "identifier": int(identifier), "comment": str(comment), "time": int(time_),
-            "time_update": int(time_update),
-        }  # fmt: skip
-        if _FAST_POSITIONS:
-            p = _new(Position)
-            _set_attr(p, "__dict__", values)
-        else:  # pragma: no cover - only if models.Position stops being a plain dataclass
-            p = Position(**values)
-        append(p)
-    return tuple(out)
+    return book_from_structs(raw, buy_type).positions
 
 
 @dataclass(frozen=True)
@@ -398,9 +417,6 @@ class Broker:
             hedging=hedging,
         )
 
-    def _to_position(self, p: Any, buy_type: int) -> Position:
-        return positions_from_structs((p,), buy_type)[0]
-
     def positions(self, *, symbol: str | None = None) -> tuple[Position, ...]:
         """Every open position (or one symbol's). Raises on a failed read: a failure is never "flat"."""
         filters = {"symbol": symbol} if symbol else {}
@@ -419,19 +435,20 @@ class Broker:
     def position(self, ticket: int) -> Position | None:
         with self._lock:
             p = self._position_raw(ticket)
-            return None if p is None else self._to_position(p, self._const("POSITION_TYPE_BUY"))
+            return None if p is None else position_from_struct(p, self._const("POSITION_TYPE_BUY"))
 
     def snapshot(self) -> Snapshot:
-        """Account and positions read back to back under one lock hold.
+        """Account and positions read back to back under one lock hold; the positions as a :class:`Book`.
 
-        The cyclic garbage collector is paused meanwhile: the read builds two objects per position
-        (20,000 for a 10,000-position book), none in a reference cycle, and left alone the collector
+        The cyclic garbage collector is paused meanwhile: the terminal builds a struct per position
+        (10,000 for a 10,000-position book), none in a reference cycle, and left alone the collector
         would walk them, and every few polls the whole heap, in the middle of the read.
         """
         with gc_paused(), self._lock:
             account = self.account()
-            positions = self.positions()
-            return Snapshot(account=account, positions=positions, taken_at=self._wall_clock())
+            raw = self._read("positions_get()", "positions_get")
+            book = Book() if raw is None else book_from_structs(raw, self._const("POSITION_TYPE_BUY"))
+            return Snapshot(account=account, book=book, taken_at=self._wall_clock())
 
     def _static_spec(self, name: str) -> SymbolSpec:
         spec = self._specs.get(name)

@@ -25,7 +25,7 @@ from fxnb.config import Config
 from fxnb.errors import BrokerError, BrokerUnavailable
 from fxnb.gcpause import gc_paused
 from fxnb.guards import spread_warning
-from fxnb.models import CloseResult, CloseStatus, Position, Snapshot
+from fxnb.models import CloseResult, CloseStatus, Snapshot
 from fxnb.monitor.deals import deal_net, exits
 from fxnb.monitor.health import DATABASE, Health, Reporting
 from fxnb.monitor.intake import CommandIntake
@@ -99,12 +99,15 @@ class Engine(Reporting, CommandIntake, Reconciler, Settlement, RuleRunner, Prote
     def paused(self) -> bool:
         return bool(self.store.get_rule_state(PAUSED_KEY, False))
 
-    def server_offset(self, positions: Iterable[Position]) -> int | None:
-        """Terminal server time minus UTC (seconds), or None while it cannot be told (no live quote)."""
+    def server_offset(self, symbols: Iterable[str]) -> int | None:
+        """Terminal server time minus UTC (seconds), or None while it cannot be told (no live quote).
+
+        ``symbols``: those of the open positions; the first one's quote is asked.
+        """
         if not self._offset_known:
-            for p in positions:
+            for symbol in symbols:
                 try:
-                    offset = self.broker.server_offset_s(p.symbol, self.clock())
+                    offset = self.broker.server_offset_s(symbol, self.clock())
                 except BrokerError:
                     return None
                 if offset is not None:
@@ -144,7 +147,7 @@ class Engine(Reporting, CommandIntake, Reconciler, Settlement, RuleRunner, Prote
             log.error(kv("poll_failed", error=str(exc)))
             return False
         if not self._offset_known:
-            self.server_offset(snap.positions)  # open times in UTC from the first live quote on
+            self.server_offset(snap.book.symbol)  # open times in UTC from the first live quote on
         self._record_snapshot(snap, now)
         if self.health.connected:
             self.apply_automation(snap, now)
@@ -164,15 +167,15 @@ class Engine(Reporting, CommandIntake, Reconciler, Settlement, RuleRunner, Prote
 
     def _record_snapshot(self, snap: Snapshot, now: float) -> None:
         acct = snap.account
-        pct = rules.profit_percents(snap.positions, acct, self.rule_settings.profit_basis)
+        pct = rules.profit_percents(snap.book, acct, self.rule_settings.profit_basis)
         self._last_profit_percent = pct  # the rules reuse it in the same cycle
         result = self.store.sync_positions(snap, server_offset_s=self._server_offset_s, profit_percent=pct)
         for ticket in sorted(result.disappeared):
             self._record_external_close(ticket, now)
         for ticket in result.resized:
             self.settle_resized(ticket, now)
-        self.store.append_snapshot(acct, snap.positions, at=now)
-        self.health.open_positions = len(snap.positions)
+        self.store.append_snapshot(acct, snap.book, at=now)
+        self.health.open_positions = len(snap.book)
         self.health.account = {
             "login": acct.login, "currency": acct.currency, "balance": acct.balance, "equity": acct.equity,
             "profit": acct.profit, "margin": acct.margin, "margin_free": acct.margin_free,
@@ -340,7 +343,7 @@ class Engine(Reporting, CommandIntake, Reconciler, Settlement, RuleRunner, Prote
             self.store.claim_operation(op_id, target_tickets=[], claimed_at=iso(now))
             self.store.finish_operation(op_id, "failed", finished_at=iso(self.clock()), error_message=msg)
             return "failed"
-        targets = sorted(p.ticket for p in snap.positions)
+        targets = sorted(snap.book.ticket)
         self.store.claim_operation(op_id, target_tickets=targets, claimed_at=iso(now))
         results = self._close_tickets(op_id, targets, reason=reason)
         problems = [f"{r.ticket}: {r.message or r.status.value}" for r in results

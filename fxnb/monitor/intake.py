@@ -221,7 +221,7 @@ class CommandIntake(_Base):
                 self.store.finish_operation(op_id, "failed", finished_at=_iso(self.clock()), error_message=msg)
                 log.error(kv("command", id=cmd.id, type=cmd.type, status="failed", error=msg))
                 return
-            offset = self.server_offset(snap.positions)
+            offset = self.server_offset(snap.book.symbol)
             targets = select_targets(cmd, snap.positions, server_offset_s=offset)
             later = [p.ticket for p in snap.positions if opened_after(cmd, p, offset)]
             if later:

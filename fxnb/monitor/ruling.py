@@ -37,7 +37,7 @@ class RuleRunner(_Base):
     def market_specs(self, snap: Snapshot) -> dict[str, SymbolSpec]:
         """Symbol specs with the current spread, for every symbol in the book."""
         specs: dict[str, SymbolSpec] = {}
-        for sym in sorted({p.symbol for p in snap.positions}):
+        for sym in sorted(set(snap.book.symbol)):
             try:
                 specs[sym] = self.broker.market(sym)
             except BrokerError as exc:
@@ -46,17 +46,17 @@ class RuleRunner(_Base):
 
     def apply_automation(self, snap: Snapshot, now: float) -> None:
         s = self.rule_settings
-        if not snap.positions and s.rules_mode == "off":
+        if not snap.book and s.rules_mode == "off":
             return
         specs = self.market_specs(snap)
-        if s.rules_mode != "off" and not self.paused and snap.positions:
+        if s.rules_mode != "off" and not self.paused and snap.book:
             self._profit_rules(snap, specs, now)
         self.apply_guards(snap, specs, now)
 
     def _profit_rules(self, snap: Snapshot, specs: dict[str, SymbolSpec], now: float) -> None:
         s = self.rule_settings
         decisions = rules.evaluate(
-            snap.positions, snap.account, s, specs=specs, partial_done=self.store.partial_closed_tickets(),
+            snap.book, snap.account, s, specs=specs, partial_done=self.store.partial_closed_tickets(),
             now=datetime.fromtimestamp(now, UTC), paused=False, profit_percent=self._last_profit_percent,
         )
         if self.cfg.guards.spread.enabled and decisions:

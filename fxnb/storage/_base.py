@@ -12,11 +12,14 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from fxnb.errors import StorageError
 from fxnb.storage._codec import Timestamp, to_iso
 from fxnb.storage._conn import Connection
+
+if TYPE_CHECKING:
+    from fxnb.storage._positions import OpenRows
 
 Clock = Callable[[], float]
 
@@ -28,8 +31,8 @@ class StoreBase(Connection):
     """The writer's state, set by ``Store.__init__``; the mixins holding its methods derive from this."""
 
     _clock: Clock
-    # ticket -> _POS_COLUMNS values of every row that is 'open' in the database (None: read it again).
-    _open_cache: dict[int, tuple[Any, ...]] | None
+    # What sync_positions compares: every row that is 'open' in the database (None: read it again).
+    _open_cache: OpenRows | None
 
     def _iso(self, at: Timestamp | None) -> str:
         """``at`` in the stored spelling, or the clock's "now" when it is None."""

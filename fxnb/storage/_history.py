@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
-from operator import gt, lt
+from operator import add, gt, lt
 
-from fxnb.models import Account, Position
+from fxnb.models import Account, Book, Position
 from fxnb.storage._base import StoreBase, _writes
 from fxnb.storage._codec import Timestamp, iso_utc, to_epoch
 
@@ -34,13 +34,14 @@ class HistoryMixin(StoreBase):
     """:class:`~fxnb.storage.writer.Store`'s ``profit_monitoring`` methods."""
 
     @_writes
-    def append_snapshot(self, account: Account, positions: Iterable[Position], at: Timestamp) -> int:
+    def append_snapshot(self, account: Account, positions: Book | Iterable[Position], at: Timestamp) -> int:
         """Append one ``profit_monitoring`` row; returns its id.
 
         Winners and losers are split on ``profit + swap`` (the seed ignored swap,
         so a "profit" could be a net loss). ``total_loss`` is the absolute sum.
         """
-        pnl = [p.profit + p.swap for p in positions]
+        book = positions if isinstance(positions, Book) else Book.of(positions)
+        pnl = list(map(add, book.profit, book.swap))
         epoch = to_epoch(at)
         winners = sum(filter(_POSITIVE, pnl))
         losers = -sum(filter(_NEGATIVE, pnl))

@@ -2,15 +2,17 @@
 
 One row per ticket in ``position_book`` and one in ``position_marks`` (its quote), written
 together and read together through the ``position_tracking`` view (schema 0004), kept in
-step with the terminal's book; ``_open_cache`` mirrors the open rows so an unchanged poll
+step with the terminal's book; ``_open_cache`` (:class:`OpenRows`) mirrors the open rows so an unchanged poll
 reads and writes nothing, and a poll that only moved quotes writes only ``position_marks``.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import and_, eq, ne, not_
 from typing import Any
 
 from fxnb.gcpause import gc_paused
@@ -60,8 +62,6 @@ _POS_COLUMNS = (
     "profit_percent",
 )
 _QUOTE_START = 9
-# sync_positions builds these values as a tuple display in its loop: on Position instances the
-# interpreter's specialised attribute loads are over twice as fast as operator.attrgetter.
 # Side is a str enum, so Side.BUY == "buy".
 
 # A full change writes both tables from one parameter row, ?1..?13 = _POS_COLUMNS, ?14 = last_update.
@@ -131,15 +131,37 @@ UPDATE position_book SET partial_closed_at = COALESCE(partial_closed_at, ?1) WHE
 """
 
 
+class OpenRows:
+    """The rows that are 'open' in the database, as ``sync_positions`` compares them, per ticket.
+
+    ``idents`` holds the first ``_QUOTE_START`` columns of ``_POS_COLUMNS`` (what describes the
+    position, ``position_book``'s), ``quotes`` the rest (``position_marks``'). Apart, so a poll
+    compares each of them for the whole book in one C-level ``map``.
+    """
+
+    __slots__ = ("idents", "quotes")
+
+    def __init__(self, rows: Iterable[Sequence[Any]] = ()) -> None:
+        self.idents: dict[int, tuple[Any, ...]] = {}
+        self.quotes: dict[int, tuple[Any, ...]] = {}
+        for row in rows:
+            self.idents[row[0]] = tuple(row[:_QUOTE_START])
+            self.quotes[row[0]] = tuple(row[_QUOTE_START:])
+
+    def pop(self, ticket: int, default: Any = None) -> Any:
+        """Forget ``ticket`` (it is no longer open in the database)."""
+        self.quotes.pop(ticket, None)
+        return self.idents.pop(ticket, default)
+
+
 class PositionsMixin(StoreBase):
     """:class:`~fxnb.storage.writer.Store`'s ``position_book``/``position_marks`` methods."""
 
-    def _load_open_cache(self) -> dict[int, tuple[Any, ...]]:
+    def _load_open_cache(self) -> OpenRows:
         if self._open_cache is None:
-            rows = self.db.execute(
+            self._open_cache = OpenRows(self.db.execute(
                 f"SELECT {', '.join(_POS_COLUMNS)} FROM position_tracking WHERE status = 'open'"
-            )
-            self._open_cache = {row[0]: tuple(row) for row in rows}
+            ))
         return self._open_cache
 
     @_writes
@@ -157,6 +179,9 @@ class PositionsMixin(StoreBase):
         rows are not written. Only pass a snapshot from a read that succeeded:
         a failed read is not an empty book.
 
+        The book is compared column-wise (see :class:`~fxnb.models.Book`): the usual poll,
+        where only quotes moved, runs no Python code per position.
+
         :param server_offset_s: terminal server time minus UTC, in seconds; used
           once, when a ticket is first seen, to store ``open_time`` in UTC.
         :param profit_percent: ticket -> the rules' basis value (see
@@ -164,40 +189,39 @@ class PositionsMixin(StoreBase):
         :return: tickets that appeared, changed and disappeared. Disappeared
           ones are left ``'open'``: see :class:`SyncResult`.
         """
-        pct_get = (profit_percent or {}).get
-        at = iso_utc(snapshot.taken_at)
-        positions = snapshot.positions
-        cache = self._load_open_cache()
-        cache_get = cache.get
-        new: dict[int, tuple[Any, ...]] = {}
-        changed: list[int] = []
-        quotes: list[tuple[Any, ...]] = []  # changed rows whose only changes are quote columns
-        full: list[tuple[Any, ...]] = []  # changed rows with more than that
-        q = _QUOTE_START
-        reopened: list[int] = []
-        resized: list[int] = []
-        with gc_paused():
-            try:
-                # The cache is updated in place as rows are compared (a ticket twice in one book then
-                # ends as its last copy, in the cache and in the table alike) and reset below if
-                # anything fails before the commit: it must never claim what the table does not hold.
-                for pos in positions:
-                    ticket = pos.ticket
-                    pct = pct_get(ticket)
-                    values = (ticket, pos.side, pos.volume, pos.price_open, pos.sl, pos.tp, pos.magic,
-                              pos.identifier, pos.comment, pos.price_current, pos.profit, pos.swap, pct)  # fmt: skip
-                    old = cache_get(ticket)
+        with gc_paused():  # tens of thousands of tuples, none in a cycle: no collection in the middle
+            book = snapshot.book.unique()
+            at = iso_utc(snapshot.taken_at)
+            tickets = book.ticket
+            pcts = tuple(map((profit_percent or {}).get, tickets))
+            idents = list(zip(tickets, book.side, book.volume, book.price_open, book.sl, book.tp, book.magic,
+                              book.identifier, book.comment, strict=True))  # fmt: skip
+            quotes = list(zip(book.price_current, book.profit, book.swap, pcts, strict=True))
+            cache = self._load_open_cache()
+            olds = list(map(cache.idents.get, tickets))
+            same = list(map(eq, olds, idents))  # known, and the identity columns unchanged
+            moved = list(map(ne, map(cache.quotes.get, tickets), quotes))
+            new: dict[int, int] = {}  # ticket -> its index in the book
+            full: list[int] = []  # indexes of known tickets whose identity columns changed
+            resized: list[int] = []
+            if all(same):  # the usual poll: nothing appeared, at most quotes moved
+                quoted = moved
+            else:
+                for i in compress(range(len(tickets)), map(not_, same)):
+                    old = olds[i]
                     if old is None:
-                        new[ticket] = values
-                    elif old != values:
-                        cache[ticket] = values
-                        changed.append(ticket)
-                        if old[:q] == values[:q]:
-                            quotes.append((ticket, pos.price_current, pos.profit, pos.swap, pct, at))
-                        else:
-                            full.append((*values, at))
-                            if old[2] != values[2]:
-                                resized.append(ticket)
+                        new[tickets[i]] = i
+                    else:
+                        full.append(i)
+                        if old[2] != idents[i][2]:
+                            resized.append(tickets[i])
+                quoted = list(map(and_, same, moved))
+            # quote-only changes (known tickets whose identity is unchanged and whose quote moved):
+            # selected, and their rows built, by C-level loops.
+            quote_rows = list(compress(zip(tickets, book.price_current, book.profit, book.swap, pcts, repeat(at),
+                                           strict=False), quoted))  # fmt: skip (repeat is endless)
+            reopened: list[int] = []
+            try:
                 db = self.db
                 with db.atomic():
                     if new:
@@ -209,37 +233,32 @@ class PositionsMixin(StoreBase):
                                 [dumps(list(new))],
                             )
                         ]
-                        by_ticket = {p.ticket: p for p in positions if p.ticket in new}
-                        db.conn.executemany(
-                            _INSERT_BOOK,
-                            [
-                                (*values, at, p.symbol, (p.time - server_offset_s) if p.time else None,
-                                 p.time or None)
-                                for ticket, values in new.items()
-                                for p in (by_ticket[ticket],)
-                            ],
-                        )
-                        db.conn.executemany(_INSERT_MARKS, [(v[0], *v[q:], at) for v in new.values()])
-                    if quotes:
-                        db.conn.executemany(_UPDATE_QUOTE, quotes)
+                        opened = book.time
+                        db.conn.executemany(_INSERT_BOOK, [
+                            (*idents[i], *quotes[i], at, book.symbol[i],
+                             (opened[i] - server_offset_s) if opened[i] else None, opened[i] or None)
+                            for i in new.values()
+                        ])  # fmt: skip
+                        db.conn.executemany(_INSERT_MARKS, [(t, *quotes[i], at) for t, i in new.items()])
+                    if quote_rows:
+                        db.conn.executemany(_UPDATE_QUOTE, quote_rows)
                     if full:
-                        db.conn.executemany(_UPDATE_BOOK, [v[:q] for v in full])
-                        db.conn.executemany(_UPDATE_MARKS, full)
+                        db.conn.executemany(_UPDATE_BOOK, [idents[i] for i in full])
+                        db.conn.executemany(_UPDATE_MARKS, [(*idents[i], *quotes[i], at) for i in full])
             except BaseException:
                 self._open_cache = None  # re-read the truth next time
                 raise
-            cache.update(new)
-            current = {p.ticket for p in positions}
-            if len(current) < len(positions):  # a ticket twice (never from a real terminal)
-                changed = list(set(changed))
-            changed.sort()
+            cache.quotes.update(compress(zip(tickets, quotes, strict=True), quoted))
+            for i in (*new.values(), *full):
+                cache.idents[tickets[i]], cache.quotes[tickets[i]] = idents[i], quotes[i]
+            changed = sorted([*compress(tickets, quoted), *(tickets[i] for i in full)])
             return SyncResult(
                 appeared=tuple(sorted(new)),
                 changed=tuple(changed),
-                disappeared=tuple(sorted(cache.keys() - current)),
+                disappeared=tuple(sorted(cache.idents.keys() - set(tickets))),
                 reopened=tuple(sorted(reopened)),
-                unchanged=len(positions) - len(new) - len(changed),
-                resized=tuple(sorted(set(resized))),
+                unchanged=len(snapshot.book) - len(new) - len(changed),
+                resized=tuple(sorted(resized)),
             )
 
     @_writes

@@ -54,16 +54,16 @@ def bench_sync(tmp: Path, n: int, polls: int = 20) -> dict[str, float]:
     every position moved (median and max, WAL checkpoints included), then syncs where nothing moved."""
     with Store.open(tmp / f"sync_{n}.db") as store:
         start = time.perf_counter()
-        store.sync_positions(Snapshot(ACCOUNT, _book(n, 0), T0), server_offset_s=7200)
+        store.sync_positions(Snapshot.of(ACCOUNT, _book(n, 0), T0), server_offset_s=7200)
         insert = (time.perf_counter() - start) * 1000
         moved = []
         for tick in range(1, polls + 1):
             book = _book(n, tick)  # built outside the timing
             start = time.perf_counter()
-            res = store.sync_positions(Snapshot(ACCOUNT, book, T0 + tick), server_offset_s=7200)
+            res = store.sync_positions(Snapshot.of(ACCOUNT, book, T0 + tick), server_offset_s=7200)
             moved.append((time.perf_counter() - start) * 1000)
             assert len(res.changed) == n
-        snap = Snapshot(ACCOUNT, book, T0 + polls + 1)
+        snap = Snapshot.of(ACCOUNT, book, T0 + polls + 1)
         unchanged = _median_ms(lambda: store.sync_positions(snap, server_offset_s=7200), 5)
     return {
         "insert": insert,

@@ -30,7 +30,6 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from sqlite_utils import Database
 
@@ -40,7 +39,7 @@ from fxnb.storage._base import Clock
 from fxnb.storage._history import HistoryMixin, PruneResult
 from fxnb.storage._monitor_state import MonitorStateMixin
 from fxnb.storage._operations import DuplicateCommand, OperationsMixin
-from fxnb.storage._positions import PositionsMixin, SyncResult
+from fxnb.storage._positions import OpenRows, PositionsMixin, SyncResult
 from fxnb.storage._results import CloseRecord, ResultsMixin
 
 __all__ = [
@@ -95,9 +94,9 @@ class Store(PositionsMixin, HistoryMixin, OperationsMixin, ResultsMixin, Monitor
         self.path = path
         self._clock = clock
         self._lock = threading.RLock()
-        # ticket -> _POS_COLUMNS values of every row that is 'open' in the database.
-        # Lets sync_positions skip unchanged rows without reading the table.
-        self._open_cache: dict[int, tuple[Any, ...]] | None = None
+        # Every row that is 'open' in the database, as sync_positions compares it: lets it skip
+        # unchanged rows without reading the table.
+        self._open_cache: OpenRows | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, clock: Clock = time.time) -> Store:

@@ -61,7 +61,7 @@ def book(store: Store, clock: FakeClock) -> BookWriter:
 
     def write(positions: list[Position], *, currency: str = "EUR", heartbeat: bool = True) -> list[Position]:
         now = clock()
-        store.sync_positions(Snapshot(account=account(currency), positions=tuple(positions), taken_at=now),
+        store.sync_positions(Snapshot.of(account(currency), positions, now),
                              server_offset_s=0)
         store.append_snapshot(account(currency), positions, now)
         if heartbeat:

@@ -87,6 +87,6 @@ def make_position() -> Callable[..., Position]:
 @pytest.fixture
 def make_snapshot(account: Account) -> Callable[..., Snapshot]:
     def make(positions: list[Position] | tuple[Position, ...], at: float = T0) -> Snapshot:
-        return Snapshot(account=account, positions=tuple(positions), taken_at=at)
+        return Snapshot.of(account, positions, at)
 
     return make

@@ -79,7 +79,7 @@ def _pct(rng: random.Random, book: dict[int, Position]) -> dict[int, float]:
 
 
 def _sync(store: Store, book: dict[int, Position], at: float, pct: dict[int, float]) -> Any:
-    result = store.sync_positions(Snapshot(account=None, positions=tuple(book.values()), taken_at=at),  # type: ignore[arg-type]
+    result = store.sync_positions(Snapshot.of(None, book.values(), at),  # type: ignore[arg-type]
                                   server_offset_s=0, profit_percent=pct)
     for ticket in result.disappeared:
         store.mark_closed(ticket, realised_profit=None, reason="external", closed_at=at)
