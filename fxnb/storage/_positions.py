@@ -179,8 +179,8 @@ class PositionsMixin(StoreBase):
         rows are not written. Only pass a snapshot from a read that succeeded:
         a failed read is not an empty book.
 
-        The book is compared column-wise (see :class:`~fxnb.models.Book`): the usual poll,
-        where only quotes moved, runs no Python code per position.
+        The book is compared column-wise (see :class:`~fxnb.models.Book`): in the usual poll,
+        where only quotes moved, no Python-level loop runs over the positions.
 
         :param server_offset_s: terminal server time minus UTC, in seconds; used
           once, when a ticket is first seen, to store ``open_time`` in UTC.
@@ -217,9 +217,9 @@ class PositionsMixin(StoreBase):
                             resized.append(tickets[i])
                 quoted = list(map(and_, same, moved))
             # quote-only changes (known tickets whose identity is unchanged and whose quote moved):
-            # selected, and their rows built, by C-level loops.
+            # selected, and their rows built, by C-level loops (not strict: repeat() is endless)
             quote_rows = list(compress(zip(tickets, book.price_current, book.profit, book.swap, pcts, repeat(at),
-                                           strict=False), quoted))  # fmt: skip (repeat is endless)
+                                           strict=False), quoted))  # fmt: skip
             reopened: list[int] = []
             try:
                 db = self.db
