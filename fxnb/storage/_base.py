@@ -19,7 +19,7 @@ from fxnb.storage._codec import Timestamp, to_iso
 from fxnb.storage._conn import Connection
 
 if TYPE_CHECKING:
-    from fxnb.storage._positions import OpenRows
+    from fxnb.storage._open_rows import OpenRows
 
 Clock = Callable[[], float]
 

@@ -2,14 +2,15 @@
 
 One row per ticket in ``position_book`` and one in ``position_marks`` (its quote), written
 together and read together through the ``position_tracking`` view (schema 0004), kept in
-step with the terminal's book; ``_open_cache`` (:class:`OpenRows`) mirrors the open rows so an unchanged poll
-reads and writes nothing, and a poll that only moved quotes writes only ``position_marks``.
+step with the terminal's book. ``_open_cache`` (``_open_rows.OpenRows``) mirrors the open rows,
+so an unchanged poll reads and writes nothing, and a poll that only moved quotes writes only
+``position_marks``.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import and_, eq, ne, not_
@@ -20,6 +21,7 @@ from fxnb.models import Snapshot
 from fxnb.storage import schema
 from fxnb.storage._base import StoreBase, _writes
 from fxnb.storage._codec import Timestamp, dumps, iso_utc
+from fxnb.storage._open_rows import IDENT_FIELDS, QUOTE_FIELDS, OpenRows, ident_rows, quote_rows
 
 
 @dataclass(frozen=True)
@@ -56,13 +58,13 @@ _POS_COLUMNS = (
     "magic",
     "identifier",
     "comment",
-    "current_price",  # _QUOTE_START
+    "current_price",  # the quote: _open_rows.QUOTE_FIELDS and the profit percent
     "profit",
     "swap",
     "profit_percent",
 )
-_QUOTE_START = 9
-# Side is a str enum, so Side.BUY == "buy".
+# The Book columns compared with them (OpenRows), in the same order; Side is a str enum, so Side.BUY == "buy".
+assert len(_POS_COLUMNS) == len(IDENT_FIELDS) + len(QUOTE_FIELDS) + 1
 
 # A full change writes both tables from one parameter row, ?1..?13 = _POS_COLUMNS, ?14 = last_update.
 # (sqlite3 binds exactly as many values as the highest ?N, so the book's statement gets the first nine.)
@@ -131,29 +133,6 @@ UPDATE position_book SET partial_closed_at = COALESCE(partial_closed_at, ?1) WHE
 """
 
 
-class OpenRows:
-    """The rows that are 'open' in the database, as ``sync_positions`` compares them, per ticket.
-
-    ``idents`` holds the first ``_QUOTE_START`` columns of ``_POS_COLUMNS`` (what describes the
-    position, ``position_book``'s), ``quotes`` the rest (``position_marks``'). Apart, so a poll
-    compares each of them for the whole book in one C-level ``map``.
-    """
-
-    __slots__ = ("idents", "quotes")
-
-    def __init__(self, rows: Iterable[Sequence[Any]] = ()) -> None:
-        self.idents: dict[int, tuple[Any, ...]] = {}
-        self.quotes: dict[int, tuple[Any, ...]] = {}
-        for row in rows:
-            self.idents[row[0]] = tuple(row[:_QUOTE_START])
-            self.quotes[row[0]] = tuple(row[_QUOTE_START:])
-
-    def pop(self, ticket: int, default: Any = None) -> Any:
-        """Forget ``ticket`` (it is no longer open in the database)."""
-        self.quotes.pop(ticket, None)
-        return self.idents.pop(ticket, default)
-
-
 class PositionsMixin(StoreBase):
     """:class:`~fxnb.storage.writer.Store`'s ``position_book``/``position_marks`` methods."""
 
@@ -194,19 +173,18 @@ class PositionsMixin(StoreBase):
             at = iso_utc(snapshot.taken_at)
             tickets = book.ticket
             pcts = tuple(map((profit_percent or {}).get, tickets))
-            idents = list(zip(tickets, book.side, book.volume, book.price_open, book.sl, book.tp, book.magic,
-                              book.identifier, book.comment, strict=True))  # fmt: skip
-            quotes = list(zip(book.price_current, book.profit, book.swap, pcts, strict=True))
             cache = self._load_open_cache()
-            olds = list(map(cache.idents.get, tickets))
-            same = list(map(eq, olds, idents))  # known, and the identity columns unchanged
-            moved = list(map(ne, map(cache.quotes.get, tickets), quotes))
+            usual = cache.is_last(book)  # the same tickets in the same order, at most quotes moved
             new: dict[int, int] = {}  # ticket -> its index in the book
             full: list[int] = []  # indexes of known tickets whose identity columns changed
             resized: list[int] = []
-            if all(same):  # the usual poll: nothing appeared, at most quotes moved
-                quoted = moved
+            if usual:
+                quoted = cache.moved(book, pcts)
             else:
+                idents = ident_rows(book)
+                quotes = quote_rows(book, pcts)
+                olds = list(map(cache.idents.get, tickets))
+                same = list(map(eq, olds, idents))  # known, and the identity columns unchanged
                 for i in compress(range(len(tickets)), map(not_, same)):
                     old = olds[i]
                     if old is None:
@@ -215,10 +193,10 @@ class PositionsMixin(StoreBase):
                         full.append(i)
                         if old[2] != idents[i][2]:
                             resized.append(tickets[i])
-                quoted = list(map(and_, same, moved))
+                quoted = list(map(and_, same, map(ne, map(cache.quotes.get, tickets), quotes)))
             # quote-only changes (known tickets whose identity is unchanged and whose quote moved):
             # selected, and their rows built, by C-level loops (not strict: repeat() is endless)
-            quote_rows = list(compress(zip(tickets, book.price_current, book.profit, book.swap, pcts, repeat(at),
+            quote_only = list(compress(zip(tickets, book.price_current, book.profit, book.swap, pcts, repeat(at),
                                            strict=False), quoted))  # fmt: skip
             reopened: list[int] = []
             try:
@@ -240,22 +218,31 @@ class PositionsMixin(StoreBase):
                             for i in new.values()
                         ])  # fmt: skip
                         db.conn.executemany(_INSERT_MARKS, [(t, *quotes[i], at) for t, i in new.items()])
-                    if quote_rows:
-                        db.conn.executemany(_UPDATE_QUOTE, quote_rows)
+                    if quote_only:
+                        db.conn.executemany(_UPDATE_QUOTE, quote_only)
                     if full:
                         db.conn.executemany(_UPDATE_BOOK, [idents[i] for i in full])
                         db.conn.executemany(_UPDATE_MARKS, [(*idents[i], *quotes[i], at) for i in full])
             except BaseException:
                 self._open_cache = None  # re-read the truth next time
                 raise
-            cache.quotes.update(compress(zip(tickets, quotes, strict=True), quoted))
-            for i in (*new.values(), *full):
-                cache.idents[tickets[i]], cache.quotes[tickets[i]] = idents[i], quotes[i]
+            if usual:
+                cache.wrote_whole(book, pcts, dicts_current=False)
+                disappeared: list[int] = []
+            else:
+                cache.quotes.update(compress(zip(tickets, quotes, strict=True), quoted))
+                for i in (*new.values(), *full):
+                    cache.idents[tickets[i]], cache.quotes[tickets[i]] = idents[i], quotes[i]
+                disappeared = sorted(cache.idents.keys() - set(tickets))
+                if disappeared:  # still open in the tables until the caller marks them closed
+                    cache.forget_last()
+                else:
+                    cache.wrote_whole(book, pcts, dicts_current=True)
             changed = sorted([*compress(tickets, quoted), *(tickets[i] for i in full)])
             return SyncResult(
                 appeared=tuple(sorted(new)),
                 changed=tuple(changed),
-                disappeared=tuple(sorted(cache.idents.keys() - set(tickets))),
+                disappeared=tuple(disappeared),
                 reopened=tuple(sorted(reopened)),
                 unchanged=len(snapshot.book) - len(new) - len(changed),
                 resized=tuple(sorted(resized)),

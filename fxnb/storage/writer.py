@@ -38,8 +38,9 @@ from fxnb.storage import schema
 from fxnb.storage._base import Clock
 from fxnb.storage._history import HistoryMixin, PruneResult
 from fxnb.storage._monitor_state import MonitorStateMixin
+from fxnb.storage._open_rows import OpenRows
 from fxnb.storage._operations import DuplicateCommand, OperationsMixin
-from fxnb.storage._positions import OpenRows, PositionsMixin, SyncResult
+from fxnb.storage._positions import PositionsMixin, SyncResult
 from fxnb.storage._results import CloseRecord, ResultsMixin
 
 __all__ = [

@@ -19,8 +19,9 @@ import pytest
 from conftest import T0, FakeClock
 
 from fxnb.errors import StorageError
-from fxnb.models import Position, Side, Snapshot
+from fxnb.models import CloseResult, CloseStatus, Position, Side, Snapshot
 from fxnb.storage import Store
+from fxnb.storage.writer import CloseRecord
 
 # position_tracking column -> the Position attribute it mirrors
 _MIRRORED = {
@@ -45,7 +46,14 @@ def assert_table_is_book(store: Store, book: dict[int, Position], pct: dict[int,
 
 
 def _evolve(rng: random.Random, book: dict[int, Position], next_ticket: list[int]) -> dict[int, Position]:
-    """The next poll's book: most quotes move, some positions close, open, change SL/volume/side."""
+    """The next poll's book: most quotes move, some positions close, open, change SL/volume/side.
+
+    Half the polls are usual ones: the same tickets in the same order, only some quotes moved
+    (the store compares those column against column).
+    """
+    if rng.random() < 0.5:
+        return {t: Position(**{**p.__dict__, "profit": round(p.profit + rng.uniform(-5, 5), 2)})
+                if rng.random() < 0.6 else p for t, p in book.items()}
     out: dict[int, Position] = {}
     for ticket, p in book.items():
         r = rng.random()
@@ -86,14 +94,14 @@ def _sync(store: Store, book: dict[int, Position], at: float, pct: dict[int, flo
     return result
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_table_equals_the_book_after_every_sync(db_path: Path, clock: FakeClock, seed: int) -> None:
     rng = random.Random(seed)
     next_ticket = [1000]
     book = _evolve(rng, {}, next_ticket)
     store = Store.open(db_path, clock=clock)
     try:
-        for step in range(60):
+        for step in range(80):
             if step % 20 == 19:  # a restart: the cache is read back from the table
                 store.close()
                 store = Store.open(db_path, clock=clock)
@@ -109,6 +117,38 @@ def test_table_equals_the_book_after_every_sync(db_path: Path, clock: FakeClock,
             book = _evolve(rng, book, next_ticket)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("close", ["mark_closed", "record_closes", "settle_result"])
+def test_a_position_closed_between_usual_polls_is_not_taken_for_open(
+    store: Store, make_position, make_snapshot, close: str
+) -> None:
+    """After usual polls the store compares with the last book; a close recorded in between must end
+    that, so the ticket is inserted again (reopened) if the terminal still shows it."""
+    book = [make_position(t, profit=float(t)) for t in (3, 1, 2)]
+    for k in range(3):  # a first sight, then usual polls
+        store.sync_positions(make_snapshot(book, T0 + k), server_offset_s=0)
+    op = store.create_operation(f"c-{close}", "single", source="operator")
+    store.claim_operation(op, target_tickets=[1])
+    if close == "mark_closed":
+        store.mark_closed(1, realised_profit=1.0, reason="command", closed_at=T0 + 3)
+    elif close == "record_closes":
+        done = CloseResult(ticket=1, status=CloseStatus.CLOSED, requested_volume=0.1, closed_volume=0.1,
+                           price=1.1, profit=1.0, symbol="EURUSD")
+        store.record_closes(op, [CloseRecord(done, T0 + 3, close_reason="command")])
+    else:  # a lost answer, found executed in the deal history later
+        store.record_close(op, CloseResult(ticket=1, status=CloseStatus.FAILED, requested_volume=0.1,
+                                           message="reply lost"))
+        store.finish_operation(op, "failed", error_message="1: reply lost")
+        (rid,) = [r["id"] for r in store.results(op)]
+        assert store.settle_result(rid, status="closed", closed_volume=0.1, profit=1.0, price=1.1, deals=[7],
+                                   note="settled later", operation_status="completed", close_reason="command")
+    assert store.db.execute("SELECT status FROM position_tracking WHERE ticket = 1").fetchone()[0] == "closed"
+    again = store.sync_positions(make_snapshot(book, T0 + 4), server_offset_s=0)  # the terminal still shows it
+    assert again.appeared == (1,) and again.reopened == (1,)
+    assert store.db.execute("SELECT status FROM position_tracking WHERE ticket = 1").fetchone()[0] == "open"
+    gone = store.sync_positions(make_snapshot(book[:1], T0 + 5), server_offset_s=0)
+    assert gone.disappeared == (1, 2)
 
 
 def test_a_ticket_twice_in_one_book_keeps_the_last_copy(store: Store, make_position, make_snapshot) -> None:
