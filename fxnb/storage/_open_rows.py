@@ -14,7 +14,9 @@ reading the tables. It holds the same truth in one of two forms, or both:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from operator import ne
+from dataclasses import dataclass, field
+from itertools import compress
+from operator import and_, eq, ne, not_
 from typing import Any
 
 from fxnb.models import Book
@@ -34,6 +36,19 @@ def ident_rows(book: Book) -> list[tuple[Any, ...]]:
 def quote_rows(book: Book, pcts: Sequence[float | None]) -> list[tuple[Any, ...]]:
     """Each position's quote values (``QUOTE_FIELDS`` and its profit percent), in book order."""
     return list(zip(book.price_current, book.profit, book.swap, pcts, strict=True))
+
+
+@dataclass
+class Diff:
+    """How a book differs from the open rows (positions are indexes into the book)."""
+
+    quoted: list[bool]  # per position: known, the same identity, and the quote moved
+    usual: bool = False  # compared with ``last`` column against column (nothing new, no identity change)
+    new: dict[int, int] = field(default_factory=dict)  # ticket -> index: not open in the tables
+    full: list[int] = field(default_factory=list)  # known tickets whose identity columns changed
+    resized: list[int] = field(default_factory=list)  # tickets of ``full`` whose volume changed
+    idents: list[tuple[Any, ...]] = field(default_factory=list)  # per position (not built when usual)
+    quotes: list[tuple[Any, ...]] = field(default_factory=list)  # per position (not built when usual)
 
 
 class OpenRows:
@@ -70,33 +85,53 @@ class OpenRows:
         """ticket -> its stored quote values (``QUOTE_FIELDS`` + profit percent), for every open row."""
         return self._dicts()[1]
 
-    def is_last(self, book: Book) -> bool:
+    def diff(self, book: Book, pcts: Sequence[float | None]) -> Diff:
+        """How ``book`` (each ticket once), with ``pcts``, differs from the open rows."""
+        if self._is_last(book):
+            return Diff(quoted=self._moved(book, pcts), usual=True)
+        idents, quotes = ident_rows(book), quote_rows(book, pcts)
+        tickets = book.ticket
+        olds = list(map(self.idents.get, tickets))
+        same = list(map(eq, olds, idents))  # known, and the identity columns unchanged
+        d = Diff(quoted=list(map(and_, same, map(ne, map(self.quotes.get, tickets), quotes))),
+                 idents=idents, quotes=quotes)  # fmt: skip
+        for i in compress(range(len(tickets)), map(not_, same)):
+            old = olds[i]
+            if old is None:
+                d.new[tickets[i]] = i
+            else:
+                d.full.append(i)
+                if old[2] != idents[i][2]:
+                    d.resized.append(tickets[i])
+        return d
+
+    def wrote(self, book: Book, pcts: Sequence[float | None], d: Diff) -> list[int]:
+        """The writes of ``d`` are committed: remember them. Returns the tickets still open in the
+        tables that ``book`` lacks (ascending), which keep the last-book form off until popped."""
+        if d.usual:  # the tables hold exactly this book now
+            self.last, self.last_pcts = book, tuple(pcts)
+            self._idents = self._quotes = None
+            return []
+        tickets, idents, quotes = book.ticket, self.idents, self.quotes
+        quotes.update(compress(zip(tickets, d.quotes, strict=True), d.quoted))
+        for i in (*d.new.values(), *d.full):
+            idents[tickets[i]], quotes[tickets[i]] = d.idents[i], d.quotes[i]
+        disappeared = sorted(idents.keys() - set(tickets))
+        self.last, self.last_pcts = (None, ()) if disappeared else (book, tuple(pcts))
+        return disappeared
+
+    def _is_last(self, book: Book) -> bool:
         """Whether ``book`` has the tickets of ``last``, in its order, each with the same identity values."""
         last = self.last
         return (last is not None and book.ticket == last.ticket
                 and all(getattr(book, name) == getattr(last, name) for name in IDENT_FIELDS))  # fmt: skip
 
-    def moved(self, book: Book, pcts: Sequence[float | None]) -> list[bool]:
-        """Per position of ``book`` (which :meth:`is_last`): whether its quote differs from the stored one."""
+    def _moved(self, book: Book, pcts: Sequence[float | None]) -> list[bool]:
+        """Per position of ``book`` (which is ``last``'s tickets): whether its quote differs from the stored one."""
         assert self.last is not None
         last = self.last
         return list(map(ne, zip(book.price_current, book.profit, book.swap, pcts, strict=True),
                         zip(last.price_current, last.profit, last.swap, self.last_pcts, strict=True)))  # fmt: skip
-
-    def wrote_whole(self, book: Book, pcts: Sequence[float | None], *, dicts_current: bool) -> None:
-        """The tables now hold exactly ``book`` (with ``pcts``) as their open rows.
-
-        ``dicts_current``: the dictionaries were kept up to date too; else they are dropped (and
-        built again from ``last`` when needed).
-        """
-        self.last, self.last_pcts = book, tuple(pcts)
-        if not dicts_current:
-            self._idents = self._quotes = None
-
-    def forget_last(self) -> None:
-        """The open rows are no longer ``last`` (some other position is still open in the tables)."""
-        self._dicts()
-        self.last, self.last_pcts = None, ()
 
     def pop(self, ticket: int, default: Any = None) -> Any:
         """Forget ``ticket``: it is no longer open in the database."""

@@ -13,7 +13,6 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import and_, eq, ne, not_
 from typing import Any
 
 from fxnb.gcpause import gc_paused
@@ -21,7 +20,7 @@ from fxnb.models import Snapshot
 from fxnb.storage import schema
 from fxnb.storage._base import StoreBase, _writes
 from fxnb.storage._codec import Timestamp, dumps, iso_utc
-from fxnb.storage._open_rows import IDENT_FIELDS, QUOTE_FIELDS, OpenRows, ident_rows, quote_rows
+from fxnb.storage._open_rows import IDENT_FIELDS, QUOTE_FIELDS, OpenRows
 
 
 @dataclass(frozen=True)
@@ -174,78 +173,48 @@ class PositionsMixin(StoreBase):
             tickets = book.ticket
             pcts = tuple(map((profit_percent or {}).get, tickets))
             cache = self._load_open_cache()
-            usual = cache.is_last(book)  # the same tickets in the same order, at most quotes moved
-            new: dict[int, int] = {}  # ticket -> its index in the book
-            full: list[int] = []  # indexes of known tickets whose identity columns changed
-            resized: list[int] = []
-            if usual:
-                quoted = cache.moved(book, pcts)
-            else:
-                idents = ident_rows(book)
-                quotes = quote_rows(book, pcts)
-                olds = list(map(cache.idents.get, tickets))
-                same = list(map(eq, olds, idents))  # known, and the identity columns unchanged
-                for i in compress(range(len(tickets)), map(not_, same)):
-                    old = olds[i]
-                    if old is None:
-                        new[tickets[i]] = i
-                    else:
-                        full.append(i)
-                        if old[2] != idents[i][2]:
-                            resized.append(tickets[i])
-                quoted = list(map(and_, same, map(ne, map(cache.quotes.get, tickets), quotes)))
-            # quote-only changes (known tickets whose identity is unchanged and whose quote moved):
-            # selected, and their rows built, by C-level loops (not strict: repeat() is endless)
+            d = cache.diff(book, pcts)
+            idents, quotes = d.idents, d.quotes
+            # quote-only changes, selected and their rows built by C-level loops (not strict: repeat() is endless)
             quote_only = list(compress(zip(tickets, book.price_current, book.profit, book.swap, pcts, repeat(at),
-                                           strict=False), quoted))  # fmt: skip
+                                           strict=False), d.quoted))  # fmt: skip
             reopened: list[int] = []
             try:
                 db = self.db
                 with db.atomic():
-                    if new:
+                    if d.new:
                         reopened = [
                             row[0]
                             for row in db.execute(
                                 "SELECT ticket FROM position_book "
                                 "WHERE status = 'closed' AND ticket IN (SELECT value FROM json_each(?))",
-                                [dumps(list(new))],
+                                [dumps(list(d.new))],
                             )
                         ]
                         opened = book.time
                         db.conn.executemany(_INSERT_BOOK, [
                             (*idents[i], *quotes[i], at, book.symbol[i],
                              (opened[i] - server_offset_s) if opened[i] else None, opened[i] or None)
-                            for i in new.values()
+                            for i in d.new.values()
                         ])  # fmt: skip
-                        db.conn.executemany(_INSERT_MARKS, [(t, *quotes[i], at) for t, i in new.items()])
+                        db.conn.executemany(_INSERT_MARKS, [(t, *quotes[i], at) for t, i in d.new.items()])
                     if quote_only:
                         db.conn.executemany(_UPDATE_QUOTE, quote_only)
-                    if full:
-                        db.conn.executemany(_UPDATE_BOOK, [idents[i] for i in full])
-                        db.conn.executemany(_UPDATE_MARKS, [(*idents[i], *quotes[i], at) for i in full])
+                    if d.full:
+                        db.conn.executemany(_UPDATE_BOOK, [idents[i] for i in d.full])
+                        db.conn.executemany(_UPDATE_MARKS, [(*idents[i], *quotes[i], at) for i in d.full])
             except BaseException:
                 self._open_cache = None  # re-read the truth next time
                 raise
-            if usual:
-                cache.wrote_whole(book, pcts, dicts_current=False)
-                disappeared: list[int] = []
-            else:
-                cache.quotes.update(compress(zip(tickets, quotes, strict=True), quoted))
-                for i in (*new.values(), *full):
-                    cache.idents[tickets[i]], cache.quotes[tickets[i]] = idents[i], quotes[i]
-                disappeared = sorted(cache.idents.keys() - set(tickets))
-                if disappeared:  # still open in the tables until the caller marks them closed
-                    cache.forget_last()
-                else:
-                    cache.wrote_whole(book, pcts, dicts_current=True)
-            changed = sorted([*compress(tickets, quoted), *(tickets[i] for i in full)])
+            disappeared = cache.wrote(book, pcts, d)
+            changed = sorted([*compress(tickets, d.quoted), *(tickets[i] for i in d.full)])
             return SyncResult(
-                appeared=tuple(sorted(new)),
+                appeared=tuple(sorted(d.new)),
                 changed=tuple(changed),
                 disappeared=tuple(disappeared),
                 reopened=tuple(sorted(reopened)),
-                unchanged=len(snapshot.book) - len(new) - len(changed),
-                resized=tuple(sorted(resized)),
+                unchanged=len(snapshot.book) - len(d.new) - len(changed),
+                resized=tuple(sorted(d.resized)),
             )
 
     @_writes
