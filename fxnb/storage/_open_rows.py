@@ -45,7 +45,7 @@ class Diff:
     quoted: list[bool]  # per position: known, the same identity, and the quote moved
     usual: bool = False  # compared with ``last`` column against column (nothing new, no identity change)
     new: dict[int, int] = field(default_factory=dict)  # ticket -> index: not open in the tables
-    full: list[int] = field(default_factory=list)  # known tickets whose identity columns changed
+    full: list[int] = field(default_factory=list)  # indexes of known tickets whose identity columns changed
     resized: list[int] = field(default_factory=list)  # tickets of ``full`` whose volume changed
     idents: list[tuple[Any, ...]] = field(default_factory=list)  # per position (not built when usual)
     quotes: list[tuple[Any, ...]] = field(default_factory=list)  # per position (not built when usual)
