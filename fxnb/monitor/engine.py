@@ -11,7 +11,6 @@ in their own modules.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -26,6 +25,7 @@ from fxnb.errors import BrokerError, BrokerUnavailable
 from fxnb.gcpause import gc_paused
 from fxnb.guards import spread_warning
 from fxnb.models import CloseResult, CloseStatus, Snapshot
+from fxnb.monitor.closerun import CloseRun
 from fxnb.monitor.deals import deal_net, exits
 from fxnb.monitor.health import DATABASE, Health, Reporting
 from fxnb.monitor.intake import CommandIntake
@@ -202,94 +202,11 @@ class Engine(Reporting, CommandIntake, Reconciler, Settlement, RuleRunner, Prote
     # ---------------------------------------------------------------- execution
     def _close_tickets(self, op_id: int, tickets: list[int], *, volume: float | None = None,
                        percent: float | None = None, reason: str, partial_rule: bool = False) -> list[CloseResult]:
-        """The one execution path for rules and operators, under one lock.
-
-        Each ticket's result and what it means for the tracked position (closed, partial
-        close done) are written in ONE transaction (``Store.record_closes``), so "recorded but
-        not marked closed" cannot happen. In a bulk close, results that are clean whole
-        closes are written in batches (``CLOSE_BATCH_TICKETS`` tickets or ``CLOSE_BATCH_SECONDS``,
-        whichever comes first, one transaction each) instead of one transaction per ticket,
-        and their deals (price, realised profit) are read for the batch at once, just before
-        it is written (``Broker.settle_deals``).
-
-        Why batching is crash-safe: a batch only ever holds whole closes the terminal
-        reported done (status ``closed``, no volume/percent). If the monitor is killed
-        before the batch is written, the operation stays ``'processing'`` with those
-        tickets missing from its results; on restart ``Reconciler.reconcile`` re-reads each
-        unrecorded target, finds the position gone and records it as closed (with its
-        realised profit from the deal history) without sending anything, so a close the
-        terminal executed is never lost and never sent twice (tests/monitor/test_crash_recovery.py,
-        tests/hardening/test_crash_loop.py). Everything reconciliation could not tell from the
-        terminal alone is written at once, before the next ticket is touched: a partial close
-        (volume/percent: the position is still open, a re-run would close another part), a
-        result that is not ``closed`` (failed, partial fill, already closed), and the partial
-        rule's mark. The batch is always written before this method returns or raises.
-        """
-        from fxnb.storage.writer import CLOSE_BATCH_SECONDS, CLOSE_BATCH_TICKETS, CloseRecord
-
-        results: list[CloseResult] = []
-        whole = volume is None and percent is None
-        # whole closes not written yet: (index in results, finished at, spread warning)
-        batch: list[tuple[int, float, str | None]] = []
-        batch_started = 0.0
-        batch_since = self.clock()  # UTC, before the batch's first send: where its deals start
-
-        def settled(pending: list[CloseResult]) -> list[CloseResult]:
-            return self.broker.settle_deals(pending, server_offset_s=self.known_server_offset(),
-                                            since=batch_since, now=self.clock())
-
-        def warned(res: CloseResult, warning: str | None) -> CloseResult:
-            return dataclasses.replace(res, message=f"{res.message} (warning: {warning})") if warning else res
-
-        def flush() -> None:
-            if batch:
-                done = settled([results[i] for i, _, _ in batch])
-                records = []
-                for (i, at, warning), res in zip(batch, done, strict=True):
-                    results[i] = res = warned(res, warning)
-                    records.append(CloseRecord(res, at, close_reason=reason))
-                self.store.record_closes(op_id, records)
-                batch.clear()
-
-        def one(t: int) -> None:
-            nonlocal batch_started, batch_since
-            if not batch:
-                batch_since = self.clock()
-            # a whole close leaves its deal read to the batch's flush (Broker.settle_deals): one read
-            # of the deal history for the batch instead of one per ticket
-            res = self._close_one(t, volume=volume, percent=percent, deals_later=whole and not partial_rule)
-            warning = self._spread_warning(res) if reason == "command" and self.cfg.guards.spread.enabled else None
-            now = self.clock()
-            closed = res.status == CloseStatus.CLOSED and self._closes_whole(t, res, volume, percent)
-            partial = partial_rule and res.status in (CloseStatus.CLOSED, CloseStatus.PARTIAL)
-            if not (whole and closed and not partial):
-                flush()  # keep the results in ticket order
-                res = warned(settled([res])[0] if res.deals_pending else res, warning)
-                results.append(res)
-                self.store.record_closes(op_id, [CloseRecord(res, now, close_reason=reason if closed else None,
-                                                             partial=partial)])
-                return
-            results.append(res)
-            if not batch:
-                batch_started = time.monotonic()
-            batch.append((len(results) - 1, now, warning))
-            if len(batch) >= CLOSE_BATCH_TICKETS or time.monotonic() - batch_started >= CLOSE_BATCH_SECONDS:
-                flush()
-
+        """The one execution path for rules and operators, under one lock: a :class:`CloseRun`
+        (which says how results are written, in batches for bulk closes, and why that is crash-safe)."""
+        run = CloseRun(self, op_id, volume=volume, percent=percent, reason=reason, partial_rule=partial_rule)
         with self.exec_lock:
-            try:
-                # The cyclic collector is paused over each run of CLOSE_BATCH_TICKETS tickets: a close
-                # job makes a few dozen short-lived containers, and over a close-all its young
-                # collections and the full ones they lead to cost about 6 % (on the simulator). Per
-                # run, not for the whole close, so the few cycles failures leave (exceptions and
-                # their frames) are collected at least that often however long a close-all takes.
-                for start in range(0, len(tickets), CLOSE_BATCH_TICKETS):
-                    with gc_paused():
-                        for t in tickets[start:start + CLOSE_BATCH_TICKETS]:
-                            one(t)
-            finally:
-                flush()
-        return results
+            return run.run(tickets)
 
     def _closes_whole(self, ticket: int, res: CloseResult, volume: float | None, percent: float | None) -> bool:
         """A full close, or a partial one that took everything (so the position is ours, not "external")."""

@@ -57,7 +57,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # The monitor's bulk closes write clean whole-close results at most this many tickets, or this many
-# seconds, late (one transaction per batch); Engine._close_tickets explains why that is crash-safe.
+# seconds, late (one transaction per batch); fxnb.monitor.closerun explains why that is crash-safe.
 # 200: a close-all of 1,000 spends 18 ms recording instead of 25 ms at 50 (bench 3); the time bound
 # keeps the dashboard at most 0.1 s behind either way.
 CLOSE_BATCH_TICKETS = 200
