@@ -163,8 +163,10 @@ class Book:
             raise ValueError("Book columns must all have the same length")
 
     @classmethod
-    def of(cls, positions: Iterable[Position]) -> Book:
-        """The book of these positions, in this order (and they are its :attr:`positions`)."""
+    def of(cls, positions: Book | Iterable[Position]) -> Book:
+        """The book of these positions, in this order (and they are its :attr:`positions`); a book is its own."""
+        if isinstance(positions, Book):
+            return positions
         ps = tuple(positions)
         book = cls(*zip(*map(_position_values, ps), strict=True)) if ps else cls()
         book.__dict__["positions"] = ps  # cached_property's slot: no need to build them again

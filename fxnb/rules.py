@@ -133,7 +133,7 @@ def profit_percents(positions: Book | Iterable[Position], account: Account, basi
     rules' input), so it is computed over the book's columns instead of a call per position.
     A ticket that appears twice keeps its last position's value.
     """
-    book = positions if isinstance(positions, Book) else Book.of(positions)
+    book = Book.of(positions)
     if basis == "price_move":
         return dict(zip(book.ticket, map(_price_move, book.side, book.price_open, book.price_current), strict=True))
     denominator = _denominator(account, basis)
@@ -204,7 +204,7 @@ def evaluate(
     basis = settings.profit_basis
     if not _account_usable(account, basis):
         return []
-    book = positions if isinstance(positions, Book) else Book.of(positions)
+    book = Book.of(positions)
     pcts = profit_percents(book, account, basis) if profit_percent is None else profit_percent
     partial_live = (settings.partial_close_enabled
                     and settings.partial_close_threshold < settings.min_profit_percent)

@@ -41,6 +41,7 @@ def test_positions_built_from_columns_are_the_constructed_ones(positions: list[P
     assert all(book.position(i) == p for i, p in enumerate(positions))
     assert Book.of(positions) == book  # the same columns either way
     assert Book.of(positions).positions == tuple(positions)
+    assert Book.of(book) is book  # a book is its own
 
 
 @settings(max_examples=200, deadline=None)

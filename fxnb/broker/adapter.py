@@ -419,11 +419,13 @@ class Broker:
 
     def positions(self, *, symbol: str | None = None) -> tuple[Position, ...]:
         """Every open position (or one symbol's). Raises on a failed read: a failure is never "flat"."""
-        filters = {"symbol": symbol} if symbol else {}
+        return self._book(**({"symbol": symbol} if symbol else {})).positions
+
+    def _book(self, **filters: Any) -> Book:
+        """``positions_get(**filters)`` as a :class:`Book`. Raises on a failed read."""
         with self._lock:
             raw = self._read("positions_get()", "positions_get", **filters)
-            buy = self._const("POSITION_TYPE_BUY")
-        return () if raw is None else positions_from_structs(raw, buy)
+            return Book() if raw is None else book_from_structs(raw, self._const("POSITION_TYPE_BUY"))
 
     def _position_raw(self, ticket: int) -> Any | None:
         raw = self._read_many(f"positions_get(ticket={ticket})", "positions_get", ticket=int(ticket))
@@ -446,9 +448,7 @@ class Broker:
         """
         with gc_paused(), self._lock:
             account = self.account()
-            raw = self._read("positions_get()", "positions_get")
-            book = Book() if raw is None else book_from_structs(raw, self._const("POSITION_TYPE_BUY"))
-            return Snapshot(account=account, book=book, taken_at=self._wall_clock())
+            return Snapshot(account=account, book=self._book(), taken_at=self._wall_clock())
 
     def _static_spec(self, name: str) -> SymbolSpec:
         spec = self._specs.get(name)

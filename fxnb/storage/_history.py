@@ -40,7 +40,7 @@ class HistoryMixin(StoreBase):
         Winners and losers are split on ``profit + swap`` (the seed ignored swap,
         so a "profit" could be a net loss). ``total_loss`` is the absolute sum.
         """
-        book = positions if isinstance(positions, Book) else Book.of(positions)
+        book = Book.of(positions)
         pnl = list(map(add, book.profit, book.swap))
         epoch = to_epoch(at)
         winners = sum(filter(_POSITIVE, pnl))
